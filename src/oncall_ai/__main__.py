@@ -1,0 +1,3 @@
+from oncall_ai.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""The score store interface that every command and analysis module uses.
+
+Two backends implement it: SQLite (embedded default, `store/sqlite.py`) and ClickHouse
+(`store/clickhouse.py`). Analysis code never sees SQL: it asks for series (the distinct
+combinations of feature, metric, source, slice and versions) and for aggregates over them,
+and groups those in Python. Aggregation itself is pushed down to the backend.
+
+Data model
+- events: one scored response. Identified by a 64-bit hash of its `id` (or of the record).
+- series: (feature, metric, source, slice, model_id, prompt_version, index_version, judge_id).
+  Cardinality is small (thousands), so it is always loaded whole and filtered in Python.
+- rollups: hourly (series, bucket) cells of count, sum, sum of squares and count-good, kept up
+  to date by ingest, so slice/time questions never scan raw events. Partial hours at window
+  edges and sub-hour buckets are answered from raw events (clustered by series and time).
+- docs: small JSON documents by kind and id (recorded changes, judge runs, rollback actions,
+  incidents, notification state, importer high-water marks). Insert-or-ignore by (kind, id),
+  or replace when asked.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+HOUR_MS = 3_600_000
+
+# Series fields that can be used like slice keys in --where/--by.
+VERSION_FIELDS = ("model_id", "prompt_version", "index_version", "judge_id")
+PSEUDO_KEYS = ("source", *VERSION_FIELDS)
+
+# A row for write_events, as a plain tuple for speed:
+# (id_hash, series_key, ts_ms, value, request_id, sample_rate, input, output)
+# series_key = (feature, metric, source, slice_items, model_id, prompt_version, index_version, judge_id)
+# where slice_items is a sorted tuple of (key, value) string pairs and absent versions are None.
+EventRow = tuple
+
+
+@dataclass(frozen=True)
+class Series:
+    id: int
+    feature: str
+    metric: str
+    source: str
+    slice: tuple[tuple[str, str], ...]
+    model_id: str | None = None
+    prompt_version: str | None = None
+    index_version: str | None = None
+    judge_id: str | None = None
+
+    @property
+    def slice_dict(self) -> dict[str, str]:
+        return dict(self.slice)
+
+    def get(self, key: str) -> str | None:
+        """A slice value, or a pseudo key (source, model_id, prompt_version, ...)."""
+        if key in PSEUDO_KEYS:
+            return getattr(self, key)
+        for k, v in self.slice:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass
+class Agg:
+    """Additive aggregate of a set of events."""
+
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    good: int | None = 0  # None: no good rule for this metric
+
+    def add(self, other: Agg) -> None:
+        self.n += other.n
+        self.total += other.total
+        self.total_sq += other.total_sq
+        if self.good is None or other.good is None:
+            self.good = None
+        else:
+            self.good += other.good
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def variance(self) -> float | None:
+        if self.n < 2:
+            return None
+        v = (self.total_sq - self.total * self.total / self.n) / (self.n - 1)
+        return max(v, 0.0)
+
+    @property
+    def good_share(self) -> float | None:
+        if self.good is None or not self.n:
+            return None
+        return self.good / self.n
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One raw event read back for drill-down and exporting eval cases."""
+
+    id_hash: int
+    series: Series
+    ts: int
+    value: float
+    request_id: str | None = None
+    sample_rate: float | None = None
+    input: str | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class Doc:
+    kind: str
+    id: str
+    ts: int
+    body: dict = field(compare=False)
+
+
+class Store(ABC):
+    """Backend-neutral score store. All times are epoch milliseconds, windows are [start, end)."""
+
+    url: str
+
+    # --- events -----------------------------------------------------------------------
+    @abstractmethod
+    def write_events(self, rows: Sequence[EventRow], good_rules: dict) -> int:
+        """Store rows atomically (all or none), skipping ids already stored; keep rollups in step.
+        `good_rules` maps metric -> GoodRule (or None). Returns how many rows were new."""
+
+    @abstractmethod
+    def series(self, feature: str | None = None, metric: str | None = None) -> list[Series]:
+        """Every series, optionally for one feature and/or metric."""
+
+    @abstractmethod
+    def aggregate(self, series_ids: Iterable[int], start: int, end: int, *,
+                  bucket_ms: int | None = None, good_rule=None) -> dict[tuple[int, int | None], Agg]:
+        """Aggregates per (series_id, bucket start) over [start, end); bucket is None without
+        bucket_ms. Buckets are aligned to the epoch (UTC). `good_rule` (a GoodRule or None)
+        decides `Agg.good`; results are exact whatever the alignment of start and end."""
+
+    @abstractmethod
+    def events(self, series_ids: Iterable[int], start: int, end: int, *, order: str = "ts",
+               limit: int | None = None, with_text: bool = False) -> list[EventRecord]:
+        """Raw events, ordered by `ts` or by `value` (ascending: lowest scores first)."""
+
+    @abstractmethod
+    def time_bounds(self) -> tuple[int | None, int | None]:
+        """Earliest and latest event time, or (None, None) for an empty store."""
+
+    @abstractmethod
+    def count_events(self) -> int: ...
+
+    # --- documents ----------------------------------------------------------------------
+    @abstractmethod
+    def put_docs(self, kind: str, docs: Iterable[Doc], *, replace: bool = False) -> int:
+        """Insert documents (ignore ids already there unless replace). Returns how many changed."""
+
+    @abstractmethod
+    def get_docs(self, kind: str, *, since: int | None = None, until: int | None = None,
+                 ids: Iterable[str] | None = None) -> list[Doc]:
+        """Documents of a kind, ordered by ts then id, optionally in [since, until) or by ids."""
+
+    def get_doc(self, kind: str, doc_id: str) -> Doc | None:
+        found = self.get_docs(kind, ids=[doc_id])
+        return found[0] if found else None
+
+    @abstractmethod
+    def delete_docs(self, kind: str, ids: Iterable[str]) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_store(url: str, *, config=None, create: bool = True) -> Store:
+    """Open the store a config names: a SQLite path, or clickhouse://host:port/db."""
+    if url.startswith(("clickhouse://", "clickhouses://", "http://", "https://")):
+        from oncall_ai.store.clickhouse import ClickHouseStore
+
+        return ClickHouseStore(url, config=config)
+    from oncall_ai.store.sqlite import SQLiteStore
+
+    return SQLiteStore(url, create=create)
