@@ -18,9 +18,10 @@ END = "<!-- END COMMAND HELP -->"
 
 def _commands(group, prefix):
     """Yield (path, command) for every command, depth first, in registration order."""
+    import typer
     import typer.main
 
-    cmd = typer.main.get_command(group) if not hasattr(group, "commands") else group
+    cmd = typer.main.get_command(group) if isinstance(group, typer.Typer) else group
     yield prefix, cmd
     if hasattr(cmd, "commands"):
         for name in cmd.list_commands(None) if hasattr(cmd, "list_commands") else cmd.commands:
