@@ -18,6 +18,16 @@ from typer.core import TyperGroup
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
 
+# typer >= 0.20 bundles its own copy of click: its Exit and usage errors are not click's classes.
+# Raise typer.Exit (caught by typer and CliRunner alike) and catch both families in main().
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # an older typer that uses click itself
+    _TyperClickException = click.ClickException
+_EXITS = (click.exceptions.Exit, typer.Exit)
+_USAGE_ERRORS = (click.ClickException, _TyperClickException)
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "ingest",
@@ -49,17 +59,17 @@ class OncallGroup(TyperGroup):
             from oncall_ai.report.console import print_error
 
             print_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except BrokenPipeError:
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            raise typer.Exit(0) from None
         # Commands return their exit code (an int); None means 0.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
-            raise click.exceptions.Exit(rv)
+            raise typer.Exit(rv)
         return rv
 
 
@@ -111,12 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except _EXITS as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: exit 2
+    except _USAGE_ERRORS as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except _ABORTS:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -18,6 +18,8 @@ changes_app = typer.Typer(
     no_args_is_help=True,
 )
 
+REJECTS_SHOWN = 10
+
 KindOpt = Annotated[list[str] | None, typer.Option(
     "--kind", "-k", metavar="K",
     help="Only these kinds (repeat or comma-separate): prompt, model, index, judge, traffic, config, other.")]
@@ -191,12 +193,11 @@ def import_cmd(
 
     store = get_context(ctx).store(create=True)
     result = import_records(store, file)
-    shown = result.rejected[:20]
+    shown = result.rejected[:REJECTS_SHOWN]
     for msg in shown:
-        typer.echo(f"rejected: {msg}", err=True)
+        print(msg, file=sys.stderr)
     if len(result.rejected) > len(shown):
-        typer.echo(f"... and {len(result.rejected) - len(shown)} more rejected records", err=True)
-    typer.echo(f"{result.stored} change{'s' if result.stored != 1 else ''} recorded, "
-               f"{result.duplicates} already recorded, {len(result.rejected)} rejected "
-               f"(of {result.read} records in {file})")
-    raise typer.Exit(1 if result.rejected else 0)
+        print(f"... and {len(result.rejected) - len(shown)} more rejected record(s)", file=sys.stderr)
+    print(f"{result.stored} change(s) recorded, {result.duplicates} already there, "
+          f"{len(result.rejected)} rejected ({result.read} record(s) in {file}) -> {store.url}", file=sys.stderr)
+    return 1 if result.rejected else 0
