@@ -133,11 +133,16 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
             lines.append(Text(ind + part))
     feats = ", ".join(c.features) if c.features else (
         "every feature" + (f" ({', '.join(all_features)})" if all_features and len(all_features) <= 4 else ""))
-    meta = f"features: {feats}"
+    meta = [f"features: {feats}"]
     if c.by:
-        meta += f" · by {c.by}"
-    for part in textwrap.wrap(meta, wrap):
-        lines.append(Text(ind + part, style="dim"))
+        by = f"by {c.by}"
+        if len(meta[0]) + 3 + len(by) <= wrap:
+            meta[0] += f" · {by}"
+        else:
+            meta.append(by)
+    for m in meta:
+        for part in textwrap.wrap(m, wrap):
+            lines.append(Text(ind + part, style="dim"))
     lines.append(Text(ind + "source: " + _source_text(c, base_dir), style="dim"))
     for ev in c.details.get("seen_in_traffic") or ():
         msg = (f"seen in traffic: {ev.get('feature')} {ev.get('field')} {ev.get('from')} -> {ev.get('to')} "

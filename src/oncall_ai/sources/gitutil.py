@@ -234,7 +234,8 @@ def shallow_problem(repo, start_ms: int, what: str) -> str | None:
     where = repo.working_tree_dir or repo.git_dir
     return (f"{what}: {where} is a shallow clone: its history is cut at {format_time(cut)}, after the "
             f"window start {format_time(start_ms)}; changes before the cut are missing "
-            f"(run `git -C {where} fetch --unshallow`, or --shallow-since={format_time(start_ms)})")
+            f"(run `git -C {where} fetch --unshallow`, or `git -C {where} fetch "
+            f"--shallow-since={format_time(start_ms)}`)")
 
 
 def resolve_commits(repo, prefix: str) -> list[str]:

@@ -63,6 +63,9 @@ def parse_yaml_text(text: str, where: str) -> tuple[dict | None, str | None]:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         line = f" line {mark.line + 1}" if mark else ""
+        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and ctx_mark is not None:
+            problem += f" ({ctx} started on line {ctx_mark.line + 1})"
         return None, f"{where}:{line}: invalid YAML: {problem}"
     if data is None:
         return {}, None
@@ -197,7 +200,7 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
     patches = show_patches(repo, [c.sha for c in commits], [file]) if with_diffs else {}
     source = f"git:{repo_path}"
     for c in commits:
-        where = f"{repo_path}/{file} at commit {c.sha[:12]}"
+        where = f"{which} file {repo_path}/{file} at commit {c.sha[:12]}"
         v = read_version(repo, c.sha, file, where)
         diff = cap_diff(patches.get(c.sha, "")) or None if with_diffs else None
         details = {"subject": c.subject, "message": c.message, "file": file, "which": which,
