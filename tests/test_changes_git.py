@@ -8,8 +8,8 @@ import subprocess
 from collections import Counter
 
 import pytest
-from changes_helpers import GitRepo, write_config
 
+from changes_helpers import GitRepo, write_config
 from oncall_ai.timeutil import parse_time_ms
 
 AT = "2026-11-27T03:00:00Z"

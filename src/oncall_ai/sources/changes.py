@@ -423,8 +423,10 @@ def _share_text(sw) -> str:
     if sw.partial:
         return f"{round(sw.share_new * 100)}% of traffic at the end"
     if sw.ramp and len(sw.ramp) > 1 and sw.ramp[0][1] < 0.5:
-        steps = " ".join(f"{round(s * 100)}%" for _, s in sw.ramp[:8])
-        return f"ramped {steps}{' ...' if len(sw.ramp) > 8 else ''} (hourly share of new)"
+        shares = [s for _, s in sw.ramp]
+        done = next((i for i, s in enumerate(shares) if s >= 0.99), len(shares) - 1)
+        steps = " ".join(f"{round(s * 100)}%" for s in shares[:min(done + 1, 8)])
+        return f"ramped {steps}{' ...' if done >= 8 else ''} (hourly share of new)"
     return f"{round(sw.share_new * 100)}% of traffic on the new version"
 
 
