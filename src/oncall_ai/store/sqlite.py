@@ -25,10 +25,26 @@ import orjson
 from oncall_ai.errors import StoreError
 from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventRecord, Series, Store
 
-try:  # sqlite-utils >= 4
-    from sqlite_utils import Database, Migrations
-except ImportError:  # pragma: no cover - pinned in pyproject
-    raise
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas and numpy when they are installed (0.3-0.6 s, more than the rest
+    of a command) and needs neither here: hide them while it loads, so every command that opens
+    the store stays fast. Other code can still import them afterwards."""
+    import sys
+
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    try:
+        import sqlite_utils  # sqlite-utils >= 4
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return sqlite_utils.Database, sqlite_utils.Migrations
+
+
+Database, Migrations = _import_sqlite_utils()
 
 migrations = Migrations("oncall_ai")
 
