@@ -110,12 +110,29 @@ def _pending_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def _apply_migrations(conn: sqlite3.Connection) -> None:
-    from sqlite_utils import Database, Migrations
+    Database, Migrations = _import_sqlite_utils()
 
     migrations = Migrations(MIGRATION_SET)
     for fn in MIGRATIONS:
         migrations(name=fn.__name__)(fn)
     migrations.apply(Database(conn))
+
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas and numpy when they are installed (0.3-0.6 s) and needs neither
+    here: hide them while it loads. Other code can still import them afterwards."""
+    import sys
+
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    try:
+        import sqlite_utils  # sqlite-utils >= 4
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return sqlite_utils.Database, sqlite_utils.Migrations
 
 
 _NO_RULE = "none"
