@@ -11,8 +11,8 @@ sign test, Bland-Altman limits) and the good/bad threshold flips (exact McNemar)
 
 The drift verdict compares every run with a baseline run (default: the metric's first run) and
 calls a run drifted only when the shift is both large enough to matter (`min_shift`, default 5 % of
-the score range: 0.2 on a 1-5 scale) and larger than its uncertainty (the confidence interval
-excludes zero), on at least `min_items` paired items; or when rank agreement with the humans
+the score range: 0.2 on a 1-5 scale) and larger than its uncertainty (the 99 % confidence interval
+excludes zero: runs accumulate, so each look is strict), on at least `min_items` paired items; or when rank agreement with the humans
 collapsed (Spearman down by `min_rho_drop`, significant at 1 % even treating the runs as
 independent, which is conservative). Small sets therefore stay "unclear" instead of crying drift.
 """
@@ -36,7 +36,8 @@ from oncall_ai.analysis.stats import (
     wilson_interval,
 )
 
-CONFIDENCE = 0.95
+CONFIDENCE = 0.95  # intervals describing one run (bias, Spearman, false-bad/good rates)
+DECISION_CONFIDENCE = 0.99  # intervals behind the drift verdict: runs pile up, so each look is strict
 MIN_ITEMS = 10
 MIN_RHO_DROP = 0.2
 MIN_SHIFT_SHARE = 0.05  # of the score range
@@ -303,7 +304,7 @@ class DriftVerdict:
     p_value: float | None = None
     direction: str | None = None  # "harsher" | "more lenient" | None
     min_shift: float = 0.0
-    confidence: float = CONFIDENCE
+    confidence: float = DECISION_CONFIDENCE  # of shift_ci and the per-run shift intervals
     words: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -356,7 +357,8 @@ def _rank_drop(base: RunStats, run: RunStats, min_rho_drop: float) -> bool:
 def drift_verdict(metric: str, runs: Sequence[RunScores], human: Mapping[str, float], rule=None, *,
                   higher_is_better: bool = True, min_shift: float | None = None,
                   baseline_run: str | None = None, confidence: float = CONFIDENCE,
-                  min_items: int = MIN_ITEMS, min_rho_drop: float = MIN_RHO_DROP,
+                  decision_confidence: float = DECISION_CONFIDENCE, min_items: int = MIN_ITEMS,
+                  min_rho_drop: float = MIN_RHO_DROP,
                   scale: tuple[float, float] | None = None) -> DriftVerdict:
     """Has the judge of `metric` moved, since which run, by how much, how sure.
 
@@ -369,7 +371,7 @@ def drift_verdict(metric: str, runs: Sequence[RunScores], human: Mapping[str, fl
     if min_shift is None:
         min_shift = default_min_shift(human, scale)
     verdict = DriftVerdict(metric=metric, drifted=False, since_run=None, baseline_run=None, runs=[],
-                           min_shift=min_shift, confidence=confidence)
+                           min_shift=min_shift, confidence=decision_confidence)
     if not ordered:
         verdict.words.append(f"no calibration runs for {metric}: run `oncall-ai judge calibrate --metric {metric}`")
         return verdict
@@ -384,12 +386,12 @@ def drift_verdict(metric: str, runs: Sequence[RunScores], human: Mapping[str, fl
     stats = [run_stats(r, human, rule, confidence=confidence) for r in ordered]
     for i, (r, st) in enumerate(zip(ordered, stats, strict=True)):
         if i > 0:
-            st.vs_previous = paired_comparison(ordered[i - 1], r, human, rule, confidence=confidence)
+            st.vs_previous = paired_comparison(ordered[i - 1], r, human, rule, confidence=decision_confidence)
             st.judge_changed = (r.judge_id or None) != (ordered[i - 1].judge_id or None)
         if i == base_idx:
             st.state = "baseline"
             continue
-        st.vs_baseline = paired_comparison(base, r, human, rule, confidence=confidence)
+        st.vs_baseline = paired_comparison(base, r, human, rule, confidence=decision_confidence)
         if i < base_idx:
             st.state = "before_baseline"
             continue
