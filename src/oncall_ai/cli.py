@@ -49,17 +49,18 @@ class OncallGroup(TyperGroup):
             from oncall_ai.report.console import print_error
 
             print_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except BrokenPipeError:
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            raise typer.Exit(0) from None
         # Commands return their exit code (an int); None means 0.
+        # typer >= 0.26 vendors click: only typer.Exit is understood by its main loop and CliRunner.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
-            raise click.exceptions.Exit(rv)
+            raise typer.Exit(rv)
         return rv
 
 
@@ -111,12 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: exit 2
-        e.show()
+    except (click.ClickException, typer.TyperException) as e:  # usage errors (typer's vendored click): exit 2
+        if hasattr(e, "show"):
+            e.show()
+        else:
+            click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
