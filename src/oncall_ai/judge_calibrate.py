@@ -154,7 +154,7 @@ def run_calibration(cfg, store, plans: list[CalibrationPlan], *, api: JudgeAPICo
         except ConfigError:
             writer.finish("aborted")  # writes nothing when nothing was scored yet
             raise
-        result.summary = writer.finish("complete") if (writer.written or plan.done_before) else None
+        result.summary = writer.finish("complete")
         result.null_reasons = reasons
         results.append(result)
     return results
