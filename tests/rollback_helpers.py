@@ -61,7 +61,7 @@ class Sandbox:
         self.store = root / "oncall-ai.db"
         self.config = root / "oncall-ai.yaml"
         for repo in (self.prompts, self.platform):
-            repo.mkdir()
+            repo.mkdir(parents=True)
             git(repo, "init", "-q", "-b", "main")
         self.base = commit(self.prompts, "initial prompts", {
             "prompts/summarizer/system.md": SYSTEM_V1,

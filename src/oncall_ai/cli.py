@@ -18,6 +18,17 @@ from typer.core import TyperGroup
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
 
+# typer >= 0.2x runs on its own bundled copy of click: typer's main loop only recognises its own
+# Exit/Abort/ClickException, not the `click` package's, so those are the ones raised and caught here.
+_Exit = typer.Exit
+_Abort = (typer.Abort, click.exceptions.Abort)
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+
+    _ClickException: tuple = (click.ClickException, _TyperClickException)
+except ImportError:  # an older typer that uses the click package itself
+    _ClickException = (click.ClickException,)
+
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "ingest",
@@ -49,17 +60,17 @@ class OncallGroup(TyperGroup):
             from oncall_ai.report.console import print_error
 
             print_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise _Exit(e.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise _Exit(130) from None
         except BrokenPipeError:
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            raise _Exit(0) from None
         # Commands return their exit code (an int); None means 0.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
-            raise click.exceptions.Exit(rv)
+            raise _Exit(rv)
         return rv
 
 
@@ -111,12 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except (_Exit, click.exceptions.Exit) as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: exit 2
+    except _ClickException as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except _Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
