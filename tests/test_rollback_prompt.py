@@ -8,6 +8,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 
 from rollback_helpers import SYSTEM_V1, Sandbox, assert_same, commit, git, snapshot, write
 
@@ -513,3 +514,69 @@ def test_scope_globs(pattern, path, expected):
     from oncall_ai.actions.rollback import PathScope
 
     assert PathScope([pattern], "")(path) is expected
+
+
+def test_json_refusal_without_yes_still_prints_the_plan_object(sb, bad, run_cli):
+    r = sb.cli(run_cli, "rollback-prompt", bad, "--json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["applied"] is False and "no --yes" in out["refused"]
+
+
+def test_judge_rubrics_count_as_prompt_files(sb, run_cli):
+    commit(sb.platform, "judges", {"judges.yaml": "helpfulness: {model: judge-1, prompt: judges/helpfulness.md}\n"})
+    cfg = yaml.safe_load(sb.config.read_text())
+    cfg["judges"] = {"repo": "platform", "file": "judges.yaml"}
+    sb.config.write_text(yaml.safe_dump(cfg))
+    commit(sb.prompts, "rubric v1", {"judges/helpfulness.md": "Score 1-5.\n"})
+    strict = commit(sb.prompts, "stricter rubric", {"judges/helpfulness.md": "Score 1-5, strictly.\n"})
+    r = sb.cli(run_cli, "rollback-prompt", strict, "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert (sb.prompts / "judges/helpfulness.md").read_text() == "Score 1-5.\n"
+
+
+def test_prompt_repo_in_a_subfolder_of_a_git_repo(tmp_path, run_cli):
+    mono = tmp_path / "mono"
+    mono.mkdir()
+    git(mono, "init", "-q", "-b", "main")
+    commit(mono, "init", {"ai/prompts/summarizer/system.md": "v1\n", "ai/README.md": "r\n", "svc/main.go": "x\n"})
+    bad = commit(mono, "bad", {"ai/prompts/summarizer/system.md": "v2\n", "svc/main.go": "y\n"})
+    cfg = tmp_path / "oncall-ai.yaml"
+    cfg.write_text(yaml.safe_dump({"store": str(tmp_path / "s.db"), "prompt_repo": "mono/ai",
+                                   "features": {"summarizer": {"prompts": ["prompts/summarizer/**"]}}}))
+    r = run_cli("--config", cfg, "rollback-prompt", "prompts/summarizer/system.md", "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert bad[:10] in r.stdout and "svc/main.go" in r.stdout  # left alone
+    r = run_cli("--config", cfg, "rollback-prompt", "summarizer", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert (mono / "ai/prompts/summarizer/system.md").read_text() == "v1\n"
+    assert (mono / "svc/main.go").read_text() == "y\n"
+
+
+def test_merge_commit_target_undoes_what_it_brought_in(sb, run_cli):
+    git(sb.prompts, "checkout", "-q", "-b", "feature")
+    commit(sb.prompts, "feature prompt", {"prompts/summarizer/examples.md": "example from feature\n"})
+    git(sb.prompts, "checkout", "-q", "main")
+    commit(sb.prompts, "main change", {"prompts/classifier/system.md": "Classify on main.\n"})
+    git(sb.prompts, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
+    merge = git(sb.prompts, "rev-parse", "HEAD")
+    r = sb.cli(run_cli, "rollback-prompt", merge, "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert "is a merge" in r.stdout
+    assert (sb.prompts / "prompts/summarizer/examples.md").read_text() == "example one\n"
+    assert (sb.prompts / "prompts/classifier/system.md").read_text() == "Classify on main.\n"
+
+
+def test_nothing_in_oncall_ai_runs_a_shell():
+    # A recorded change's `rollback` text is printed for people, never executed: no code path may
+    # hand text to a shell. Subprocesses are allowed only as argument lists in the git layer.
+    import pathlib
+    import re
+
+    import oncall_ai
+
+    banned = re.compile(r"shell\s*=\s*True|\bos\.(system|popen|exec\w*|spawn\w*)\(|(?<![\w.])(eval|exec)\(")
+    root = pathlib.Path(oncall_ai.__file__).parent
+    for path in root.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not banned.search(line), f"{path}:{n}: {line.strip()}"
