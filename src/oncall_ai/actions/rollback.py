@@ -188,13 +188,12 @@ class PathScope:
         return specs
 
 
+class _Intersection:
+    """Paths in both scopes (same interface as PathScope); git pathspecs, used to find commits,
+    come from the narrower one, `b`."""
 
-class _Intersection(PathScope):
-    """Paths in both scopes; git pathspecs (for finding commits) come from the narrower one, `b`."""
-
-    def __init__(self, a: PathScope, b: PathScope):  # no super().__init__: nothing of it is used
+    def __init__(self, a: PathScope, b: PathScope):
         self.a, self.b = a, b
-        self.prefix = a.prefix
 
     def __call__(self, path: str) -> bool:
         return self.a(path) and self.b(path)
@@ -376,7 +375,7 @@ def plan_prompt_rollback(cfg, target: str, *, to: str | None = None, branch: str
 def _plan_prompt(plan: RollbackPlan, cfg, prompts: PathScope, target: str, to: str | None, message: str | None):
     repo = plan.repo
     commit_sha: str | None = None
-    scope: PathScope
+    scope: PathScope | _Intersection
     if target in cfg.features:
         feat = cfg.features[target]
         if not feat.prompts:
@@ -466,7 +465,7 @@ def _is_oncall_rollback(info: CommitInfo) -> bool:
     return any(line.strip() == f"{TRAILER_BY}: {ROLLED_BACK_BY}" for line in info.body.splitlines())
 
 
-def _plan_undo(plan: RollbackPlan, scope: PathScope, sha: str) -> None:
+def _plan_undo(plan: RollbackPlan, scope, sha: str) -> None:
     repo = plan.repo
     info = repo.commit_info(sha)
     plan.undoes = [info]
@@ -545,7 +544,7 @@ def _refuse_conflict(plan: RollbackPlan, sha: str, info: CommitInfo, patch: byte
               f"restore a known-good version instead with --to {sha}^, or resolve it by hand with `git revert {sha}`"))
 
 
-def _plan_restore_to(plan: RollbackPlan, scope: PathScope, to: str, what: str, commit_sha: str | None) -> None:
+def _plan_restore_to(plan: RollbackPlan, scope, to: str, what: str, commit_sha: str | None) -> None:
     repo = plan.repo
     rev = resolve_rev(repo, to)
     plan.to = rev

@@ -155,7 +155,7 @@ def _can_ask() -> bool:
 
 def _run(ctx: typer.Context, plan, *, dry_run: bool, yes: bool, json_out: bool) -> int:
     from oncall_ai.actions.rollback import RollbackResult, apply_plan, push_plan, record_action
-    from oncall_ai.errors import DataError, OncallError
+    from oncall_ai.errors import DataError
     from oncall_ai.report.console import warn
     from oncall_ai.timeutil import now_ms
 
@@ -188,7 +188,7 @@ def _run(ctx: typer.Context, plan, *, dry_run: bool, yes: bool, json_out: bool) 
             code = 1
         try:
             result.recorded = record_action(get_context(ctx).store(), plan, result, now_ms=now)
-        except (OncallError, OSError, Exception) as e:  # the commit is made: report, never lose it
+        except Exception as e:  # noqa: BLE001 - the commit is made: report the failure, never lose it
             result.record_error = str(e)
             code = 1
         _finish(plan, result, json_out)
@@ -224,9 +224,13 @@ def _finish(plan, result, json_out: bool, note: str | None = None) -> None:
             print(f"{status}: {plan.branch} -> {result.pushed['remote']}", file=out)
         if result.recorded:
             print(f"recorded: action {result.recorded}", file=out)
-        undo = "rollback-prompt" if plan.action == "rollback-prompt" else None
-        if undo:
+        if plan.creates_branch:
+            print(f"review and merge {plan.branch} to deploy it; your checkout of {plan.base_branch} is unchanged", file=out)
+        elif plan.action == "rollback-prompt":
             print(f"to undo this rollback: oncall-ai rollback-prompt {result.commit} --dry-run", file=out)
+        elif plan.pin:
+            print(f"to undo this rollback: oncall-ai rollback-pin {plan.target} --change {result.commit}"
+                  + (" --file indexes" if plan.target_kind == "index" else "") + " --dry-run", file=out)
 
 
 def _emit_json(plan, result, refused: str | None = None) -> None:
@@ -251,9 +255,8 @@ def _print_plan(plan, *, dry_run: bool, stream=None) -> None:
         w(f"  {p['kind']:<12} {p['field']} in {p['file']}{line}: {scalar_text(p['from'])} -> {scalar_text(p['to'])}\n")
     if plan.to and not plan.pin:
         w(f"  restore to   {plan.to}\n")
-    label = "undoes" if plan.pin or not plan.to else "undoes"
     for i, c in enumerate(plan.undoes[:20]):
-        w(f"  {label if i == 0 else '':<12} {c.sha} \"{c.subject}\"\n")
+        w(f"  {'undoes' if i == 0 else '':<12} {c.sha} \"{c.subject}\"\n")
         w(f"  {'':<12}   {c.author}, {format_time(c.at_ms)}\n")
     if len(plan.undoes) > 20:
         w(f"  {'':<12} ... and {len(plan.undoes) - 20} more commits\n")
