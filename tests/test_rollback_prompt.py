@@ -580,3 +580,14 @@ def test_nothing_in_oncall_ai_runs_a_shell():
     for path in root.rglob("*.py"):
         for n, line in enumerate(path.read_text().splitlines(), 1):
             assert not banned.search(line), f"{path}:{n}: {line.strip()}"
+
+
+def test_store_failure_after_commit_keeps_the_commit_and_says_so(sb, bad, run_cli):
+    cfg = yaml.safe_load(sb.config.read_text())
+    cfg["store"] = str(sb.root / "no-such-folder" / "x.db")
+    sb.config.write_text(yaml.safe_dump(cfg))
+    r = sb.cli(run_cli, "rollback-prompt", bad, "--yes", "-m", "judge scores fell 0.4 after this")
+    assert r.exit_code == 1
+    assert "recording it in the store failed" in r.stderr
+    assert git(sb.prompts, "log", "-1", "--format=%B").count("judge scores fell 0.4 after this") == 1
+    assert "Be accurate." in (sb.prompts / SYS).read_text()

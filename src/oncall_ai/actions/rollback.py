@@ -817,7 +817,6 @@ def push_plan(plan: RollbackPlan, result: RollbackResult) -> dict | None:
         return None
     ref = f"refs/heads/{plan.branch}"
     refspec = f"{ref}:{ref}"
-    assert not refspec.startswith("+")
     p = plan.repo.run("push", "--porcelain", plan.push_remote, refspec, check=False, timeout=600)
     info = {"remote": plan.push_remote, "branch": plan.branch, "ok": p.returncode == 0}
     if p.returncode != 0:
