@@ -169,6 +169,7 @@ def _run(ctx: typer.Context, plan, *, dry_run: bool, yes: bool, json_out: bool) 
         if dry_run:
             _finish(plan, result, json_out, note="dry run: nothing was changed")
             return 0
+        plan.repo.ident()  # no git identity: say how to set it before asking anything
         if not yes:
             if not _can_ask():
                 if json_out:
