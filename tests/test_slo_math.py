@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from oncall_ai.analysis import slo as s
@@ -194,10 +192,3 @@ def test_sampling_note_for_a_sparse_judge():
     assert note.scenario_bad_ratio == pytest.approx(0.288)
     assert note.time_to_page_ms is not None and note.time_to_page_ms > 5 * M
     assert note.sample_rate_to_page_within_target is not None
-
-
-def test_sparkline():
-    assert s.sparkline([0.0, 0.5, 1.0]) == "▁▅█"
-    assert s.sparkline([None, 1.0, 1.0]) == " ██"
-    assert s.sparkline([None]) == " "
-    assert len(s.sparkline([math.pi] * 24)) == 24

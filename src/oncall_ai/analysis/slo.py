@@ -416,25 +416,3 @@ def sampling_note(*, period_ms: int, objective: float, judged_per_hour: float, s
     return SamplingNote(sample_rate=sample_rate, judged_per_hour=judged_per_hour, responses_per_hour=responses,
                         scenario_bad_ratio=drop, scenario_burn=drop / (1.0 - objective), time_to_page_ms=ttp,
                         horizon_ms=horizon, target_ms=target_ms, sample_rate_to_page_within_target=needed)
-
-
-# --- rendering helpers ------------------------------------------------------------------------
-
-_BARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """One character per value, low to high; a gap (space) where there is no value."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return " " * len(values)
-    lo, hi = min(present), max(present)
-    out = []
-    for v in values:
-        if v is None:
-            out.append(" ")
-        elif hi == lo:
-            out.append(_BARS[-1])
-        else:
-            out.append(_BARS[min(len(_BARS) - 1, int((v - lo) / (hi - lo) * len(_BARS)))])
-    return "".join(out)
