@@ -60,7 +60,8 @@ def test_periods_shorter_than_the_longest_window_are_a_problem(period):
 def test_wilson_matches_known_values():
     lo, hi = wilson_interval(5, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
-    assert wilson_interval(0, 10)[0] == 0.0
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert wilson_lower(0, 10) == pytest.approx(0.0, abs=1e-12)
     assert wilson_lower(0, 0) == 0.0
     # more evidence at the same ratio -> a tighter (higher) lower bound
     assert wilson_lower(2, 10) < wilson_lower(20, 100) < wilson_lower(200, 1000) < 0.2
