@@ -18,6 +18,16 @@ from typer.core import TyperGroup
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
 
+# typer >= 0.2x bundles its own copy of Click: its exceptions are not click's. Catch both, and raise
+# typer.Exit (which typer's main loop, and CliRunner, understand) from the error boundary.
+try:
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "ingest",
@@ -49,17 +59,17 @@ class OncallGroup(TyperGroup):
             from oncall_ai.report.console import print_error
 
             print_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except BrokenPipeError:
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            raise typer.Exit(0) from None
         # Commands return their exit code (an int); None means 0.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
-            raise click.exceptions.Exit(rv)
+            raise typer.Exit(rv)
         return rv
 
 
@@ -111,12 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except _EXIT as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: exit 2
+    except _CLICK_ERRORS as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except _ABORT:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

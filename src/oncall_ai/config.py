@@ -367,6 +367,9 @@ def _notify_routes(v: _Validator, value: Any, where: str) -> tuple[tuple[str, tu
     if value is None:
         value = []
     if isinstance(value, list):
+        for i, t in enumerate(value):
+            if t not in NOTIFY_TARGETS:
+                v.fail(f"{where}[{i}]", f"{t!r} is not a target" + _did_you_mean(str(t), NOTIFY_TARGETS))
         value = {sev: value for sev in SLO_SEVERITIES}
     if not isinstance(value, dict):
         v.fail(where, "must be a list of targets (slack, pagerduty) or {page: [...], ticket: [...]}")
