@@ -278,7 +278,7 @@ def _pair_status(pair: BurnPair, long: WindowStat, short: WindowStat, budget: fl
     elif long_ok and not short_ok:
         verdict = "quiet: the burn has stopped (short window below)" if short.n else "quiet: the short window is empty"
     elif short_ok and not long_ok:
-        verdict = "quiet: a short blip, the long window is below"
+        verdict = "quiet: only the short window is above (a short blip, or a burn too young for the long window)"
     else:
         verdict = "quiet"
     return PairStatus(pair, thr, long, short, True, firing, f"{head}: {long_desc}; {short_desc} -> {verdict}")

@@ -32,6 +32,7 @@ def one_line(st) -> str:
     tail = f"SLI {_pct(st.sli)} over {period} (objective {st.objective * 100:g}%), budget left {_pct(st.budget_left, 0)}"
     if st.state in ("page", "ticket"):
         firing = [p for p in st.pairs if p.firing]
+        firing = [p for p in firing if p.pair.severity == firing[0].pair.severity][:1]
         why = "; ".join(f"{p.pair.name} {_burn(p.long.burn)} over {format_duration(p.pair.long_ms)} and "
                         f"{_burn(p.short.burn)} over {format_duration(p.pair.short_ms)} > {p.pair.burn:g}x"
                         for p in firing)
@@ -41,6 +42,8 @@ def one_line(st) -> str:
     fast_long = min(p.pair.long_ms for p in st.pairs)
     fast = next((w for w in st.windows if w.window_ms == fast_long and w.burn is not None), None)
     burn = f", burn {_burn(fast.burn)} over {format_duration(fast.window_ms)}" if fast else ""
+    if fast and fast.bad_lower is not None:
+        burn += f" (95% lower bound {_burn(fast.bad_lower / st.budget)}, sampled)"
     return f"{word} {st.name}: {tail}{burn}"
 
 
@@ -112,7 +115,7 @@ def status_text(statuses, cfg, at_ms: int) -> str:
         slo = next((s for s in cfg.slos if s.name == st.name), None)
         where = (" where " + ", ".join(f"{k}={v}" for k, v in slo.where)) if slo and slo.where else ""
         kind = (f"sampled: windows need >= {st.min_events} events, alerts use the 95% lower bound"
-                if st.sampled else f"every event scored, min {st.min_events} events")
+                if st.sampled else f"unsampled, windows need >= {st.min_events} event{'s' if st.min_events != 1 else ''}")
         out.append(f"{STATE_WORD.get(st.state, st.state)}  {st.name}  ({st.feature}/{st.metric}{where}; "
                    f"objective {st.objective * 100:g}% over {format_duration(st.period_ms)}; {kind})")
         out.append(f"  SLI {_pct(st.sli)} of {st.n:,} events ({st.bad:,} bad); error budget "
