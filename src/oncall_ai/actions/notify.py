@@ -43,7 +43,7 @@ from oncall_ai.timeutil import format_duration, format_time, parse_duration_ms
 
 STATE_KIND = "notify_state"
 ACTION_KIND = "action"
-TARGETS = ("slack", "pagerduty")
+TARGETS = ("pagerduty", "slack")  # the page goes out first
 DEFAULT_ROUTES = {"page": ("pagerduty", "slack"), "ticket": ("slack",)}
 DEFAULT_SLACK_ENV = "ONCALL_AI_SLACK_WEBHOOK_URL"
 DEFAULT_PD_ENV = "ONCALL_AI_PAGERDUTY_ROUTING_KEY"
