@@ -193,3 +193,20 @@ def test_sampling_note_for_a_sparse_judge():
     assert note.scenario_bad_ratio == pytest.approx(0.288)
     assert note.time_to_page_ms is not None and note.time_to_page_ms > 5 * M
     assert note.sample_rate_to_page_within_target is not None
+
+
+def test_docs_table_matches_the_code():
+    """docs/slo.md's pair table is what burn_pairs computes."""
+    from pathlib import Path
+
+    from oncall_ai.timeutil import format_duration, parse_duration_ms
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "slo.md").read_text()
+    rows = [r.strip("|").split("|") for r in doc.splitlines()
+            if r.startswith("| ") and r.split("|")[2].strip() in ("page-fast", "page-slow", "ticket-fast", "ticket-slow")]
+    assert len(rows) == 16
+    for period, name, severity, long, short, burn, spent in ([c.strip() for c in r] for r in rows):
+        pair = next(p for p in s.burn_pairs(parse_duration_ms(period)) if p.name == name)
+        assert (pair.severity, format_duration(pair.long_ms), format_duration(pair.short_ms)) == (severity, long, short)
+        assert pair.burn == pytest.approx(float(burn), rel=1e-6)
+        assert f"{pair.budget_fraction * 100:.3g}%" == spent
