@@ -187,9 +187,9 @@ def test_missing_secret_env_is_named_not_shown(run_cli, notify_env, monkeypatch)
 
 
 def test_unreachable_service_fails_without_leaking_the_url(tmp_path):
-    from oncall_ai.actions.notify import Settings, Target, post_json
-
     import httpx
+
+    from oncall_ai.actions.notify import Settings, Target, post_json
 
     secret_url = "http://127.0.0.1:9/services/" + SLACK_SECRET  # port 9: nothing listens
     settings = Settings(targets={"slack": Target("slack", secret_url, "$X")}, routes={}, retries=2,
