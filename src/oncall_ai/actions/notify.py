@@ -421,8 +421,9 @@ def notify(store, cfg, statuses, at_ms: int, *, settings: Settings | None = None
                     if want is None:
                         tstate.pop(tname, None)
                     else:
-                        tstate[tname] = {"open": want, "since": (tstate.get(tname) or {}).get("since", at_ms)
-                                         if open_now else at_ms, "updated": at_ms}
+                        # an escalation (ticket -> page) keeps the time the alert first opened
+                        since = (tstate.get(tname) or {}).get("since", at_ms) if open_now else at_ms
+                        tstate[tname] = {"open": want, "since": since, "updated": at_ms}
             if changed:
                 body["updated"] = at_ms
                 new_docs.append(Doc(STATE_KIND, st.name, at_ms, body))
