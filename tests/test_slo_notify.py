@@ -213,3 +213,19 @@ def test_retry_after_http_date():
     from oncall_ai.actions.notify import retry_after_s
 
     assert retry_after_s("Wed, 21 Oct 2015 07:28:10 GMT", now_s=1445412480.0) == pytest.approx(10.0)
+
+
+def test_ticket_escalating_to_page_triggers_pagerduty_once(run_cli, notify_env, services):
+    path, _db = notify_env
+    cfg = yaml.safe_load(path.read_text())
+    fast = next(s for s in cfg["slos"] if s["name"] == "fast-schema")
+    fast["severity"] = "ticket"
+    path.write_text(yaml.safe_dump(cfg))
+    assert check(run_cli, path).exit_code == 1
+    assert services.of("pagerduty") == [] and len(services.of("slack")) == 1
+    fast["severity"] = "page"
+    path.write_text(yaml.safe_dump(cfg))
+    assert check(run_cli, path).exit_code == 2
+    assert len(services.of("pagerduty")) == 1
+    slack = services.of("slack")
+    assert len(slack) == 2 and slack[1]["body"]["text"].endswith("(was ticket)")
