@@ -221,3 +221,18 @@ def fisher_z_interval(r: float, n: int, confidence: float = 0.95,
     z = math.atanh(r)
     half = z_quantile(0.5 + confidence / 2) * math.sqrt(variance_factor / (n - 3))
     return (math.tanh(z - half), math.tanh(z + half))
+
+# One-sided 95% normal quantile, Phi^-1(0.95): the SLO Wilson gate (statistics.md section 8).
+Z_ONE_SIDED_95 = 1.6448536269514722
+
+
+def wilson_lower(k: float, n: float, z: float = Z_ONE_SIDED_95) -> float:
+    """One-sided lower confidence bound of a proportion k/n (Wilson score; default 95%):
+    (p + z^2/2n - z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n). `k` and `n` may be fractional
+    (expected counts); n <= 0 gives 0."""
+    if n <= 0:
+        return 0.0
+    p = min(max(k / n, 0.0), 1.0)
+    z2 = z * z
+    half = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
+    return max(0.0, (p + z2 / (2 * n) - half) / (1 + z2 / n))
