@@ -1,0 +1,130 @@
+"""Small, dependency-free statistics helpers shared by scores, triage, judge and SLO code.
+
+Pure functions; documented formulas; no numpy/scipy (the sizes here are aggregates, not rows).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+_N = NormalDist()
+
+
+def z_quantile(p: float) -> float:
+    """Standard normal quantile: z_quantile(0.975) = 1.95996..."""
+    return _N.inv_cdf(p)
+
+
+def normal_cdf(x: float) -> float:
+    return _N.cdf(x)
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Student t quantile (Hill 1970 / Cornish-Fisher expansion); accurate to ~1e-4 for df >= 3,
+    and exact-ish enough for df 1-2 via the closed forms."""
+    if df <= 0:
+        raise ValueError("df must be positive")
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        a = 4 * p * (1 - p)
+        return (2 * p - 1) * math.sqrt(2 / a)
+    z = z_quantile(p)
+    g1 = (z ** 3 + z) / 4
+    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
+    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df ** 2 + g3 / df ** 3 + g4 / df ** 4
+
+
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    z = z_quantile(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(n: int, total: float, total_sq: float, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Confidence interval for a mean from (count, sum, sum of squares).
+
+    0/1 data (sum of squares equals sum) gets the Wilson interval, which behaves at 0% and 100%;
+    other data gets the t interval mean +- t * s / sqrt(n). None when n < 2 (no spread to judge)."""
+    if n <= 0:
+        return None
+    mean = total / n
+    if abs(total_sq - total) < 1e-9 * max(1.0, abs(total)) and 0 <= mean <= 1:
+        return wilson_interval(total, n, confidence)
+    if n < 2:
+        return None
+    var = max((total_sq - total * total / n) / (n - 1), 0.0)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * math.sqrt(var / n)
+    return (mean - half, mean + half)
+
+
+def welch_test(n1: int, m1: float, v1: float, n2: int, m2: float, v2: float) -> tuple[float, float]:
+    """Welch's two-sample test of means: returns (t statistic of m2 - m1, two-sided p-value using
+    the normal approximation for df > 30 and the t distribution otherwise via a numeric CDF)."""
+    se2 = v1 / n1 + v2 / n2
+    if se2 <= 0:
+        return (0.0, 1.0)
+    t = (m2 - m1) / math.sqrt(se2)
+    df = se2 ** 2 / ((v1 / n1) ** 2 / max(n1 - 1, 1) + (v2 / n2) ** 2 / max(n2 - 1, 1))
+    return t, 2 * (1 - t_cdf(abs(t), df))
+
+
+def t_cdf(x: float, df: float) -> float:
+    """Student t CDF via the regularised incomplete beta function."""
+    if df > 1e6:
+        return normal_cdf(x)
+    xt = df / (df + x * x)
+    tail = 0.5 * _betainc(df / 2, 0.5, xt)
+    return 1 - tail if x >= 0 else tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes 6.4)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log(1 - x))
+    if x > (a + 1) / (a + b + 2):
+        return 1 - _betainc(b, a, 1 - x)
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -((a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1 + num * d
+        d = 1 / (d if abs(d) > 1e-30 else 1e-30)
+        c = 1 + num / (c if abs(c) > 1e-30 else 1e-30)
+        f *= c * d
+        if abs(1 - c * d) < 1e-12:
+            break
+    return front * (f - 1) / a
+
+
+def benjamini_hochberg(p_values: list[float], q: float = 0.05) -> list[bool]:
+    """Which hypotheses the Benjamini-Hochberg procedure rejects at false discovery rate q."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    cutoff = -1
+    for rank, i in enumerate(order, 1):
+        if p_values[i] <= q * rank / m:
+            cutoff = rank
+    keep = [False] * m
+    for rank, i in enumerate(order, 1):
+        if rank <= cutoff:
+            keep[i] = True
+    return keep
