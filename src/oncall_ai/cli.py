@@ -18,6 +18,13 @@ from typer.core import TyperGroup
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
 
+# typer >= 0.20 bundles its own click (typer._click): its Exit/Abort are typer.Exit/typer.Abort
+# and its usage errors are typer._click's ClickException; older typer uses click's own classes.
+try:
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - older typer
+    _ClickException = click.ClickException
+
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "ingest",
@@ -49,17 +56,17 @@ class OncallGroup(TyperGroup):
             from oncall_ai.report.console import print_error
 
             print_error(e)
-            raise click.exceptions.Exit(e.exit_code) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except BrokenPipeError:
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            raise typer.Exit(0) from None
         # Commands return their exit code (an int); None means 0.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
-            raise click.exceptions.Exit(rv)
+            raise typer.Exit(rv)
         return rv
 
 
@@ -111,12 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except (typer.Exit, click.exceptions.Exit) as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:  # usage errors: exit 2
+    except (_ClickException, click.ClickException) as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (typer.Abort, click.exceptions.Abort):
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

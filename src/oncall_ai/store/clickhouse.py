@@ -331,7 +331,7 @@ def _section(config) -> dict:
 
 
 class ClickHouseStore(Store):
-    def __init__(self, url: str, *, config=None, transport=None, create: bool = True):
+    def __init__(self, url: str, *, config=None, transport=None, create: bool = True):  # noqa: ARG002
         base, self.url, self.database, url_user, url_password = parse_url(url)
         opts = _section(config)
         known = {"user_env", "password_env", "timeout", "verify"}
@@ -355,7 +355,7 @@ class ClickHouseStore(Store):
         self._series_by_id: dict[int, Series] | None = None
         self._last_version = 0
         try:
-            self.server_version = self._open(create)
+            self.server_version = self._open()
         except BaseException:
             self._t.close()
             raise
@@ -382,7 +382,7 @@ class ClickHouseStore(Store):
         external[name] = (f"v {typ}", body.encode("utf-8", "surrogatepass") + b"\n")
         return f"{column} IN {name}"
 
-    def _open(self, create: bool) -> tuple[int, ...]:
+    def _open(self) -> tuple[int, ...]:
         db = lit(self.database)
         # One round trip: version, database present, which of our tables exist.
         rows = self._rows(
@@ -412,10 +412,8 @@ class ClickHouseStore(Store):
                      "data with `oncall-ai store copy`")
         pending = [(name, step) for name, step in MIGRATIONS if name not in applied]
         if pending:
-            if not create:
-                raise StoreError(f"ClickHouse at {self.url}: schema version {len(applied)} is older than "
-                                 f"this oncall-ai's ({SCHEMA_VERSION})",
-                                 hint="run any writing command (e.g. `oncall-ai store info`) to migrate it")
+            # Like the SQLite store: pending migrations are applied when the store opens. They are
+            # cheap DDL (CREATE ... IF NOT EXISTS), safe to re-run after an interruption.
             self._exec(f"CREATE TABLE IF NOT EXISTS {self.db}.{MIGRATIONS_TABLE} (name String, applied_at DateTime) "
                        f"ENGINE = MergeTree() ORDER BY name")
             for name, step in pending:
