@@ -92,7 +92,7 @@ def make_rows(n=2400, seed=7, span_ms=3 * 24 * HOUR_MS):
 
 def expected_aggregate(rows, sids_of, start, end, bucket_ms, rule):
     out = {}
-    for h, k, ts, v, *_ in rows:
+    for _h, k, ts, v, *_ in rows:
         if not start <= ts < end:
             continue
         b = None if bucket_ms is None else ts - ts % bucket_ms
