@@ -44,7 +44,7 @@ class OncallGroup(TyperGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            rv = super().invoke(ctx)
         except OncallError as e:
             from oncall_ai.report.console import print_error
 
@@ -57,6 +57,10 @@ class OncallGroup(TyperGroup):
             # `oncall-ai ... | head`: stdout closed early is not an error of ours.
             sys.stderr.close()
             raise click.exceptions.Exit(0) from None
+        # Commands return their exit code (an int); None means 0.
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            raise click.exceptions.Exit(rv)
+        return rv
 
 
 app = typer.Typer(

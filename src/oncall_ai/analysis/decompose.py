@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from oncall_ai.analysis.cube import Cube
-from oncall_ai.analysis.stats import Moments, norm_sf
+from oncall_ai.analysis.stats import Moments, normal_sf
 
 
 @dataclass
@@ -85,10 +85,10 @@ class Decomposition:
                 and (-sign * self.rate_z < 3.0 or bad_rate < 0.5 * bad_mix))
 
     def mix_p(self, sign: int) -> float:
-        return norm_sf(-sign * self.mix_z)
+        return normal_sf(-sign * self.mix_z)
 
     def rate_p(self, sign: int) -> float:
-        return norm_sf(-sign * self.rate_z)
+        return normal_sf(-sign * self.rate_z)
 
 
 def kitagawa(cube: Cube, pre: tuple[int, int], post: tuple[int, int], *, sigma2: float,

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from oncall_ai.analysis.cube import Cell, Cube
-from oncall_ai.analysis.stats import DiffTest, Moments, norm_sf, sample_size_for_diff, welch
+from oncall_ai.analysis.stats import DiffTest, Moments, normal_sf, sample_size_for_diff, welch, z_quantile
 
 
 @dataclass(frozen=True)
@@ -375,9 +375,7 @@ def _not_detected(det: Detection, cube: Cube, iw0: int, nb: int, ref: Reference 
 def _mde(sd: float, n_cur: float, n_base: float, p: DetectParams) -> float | None:
     if n_cur <= 0 or n_base <= 0:
         return None
-    from oncall_ai.analysis.stats import norm_ppf
-
-    return (norm_ppf(1 - p.alpha) + norm_ppf(0.8)) * sd * math.sqrt(1 / n_cur + 1 / n_base)
+    return (z_quantile(1 - p.alpha) + z_quantile(0.8)) * sd * math.sqrt(1 / n_cur + 1 / n_base)
 
 
 def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
@@ -404,14 +402,14 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
         min_post_w = p.min_post_events / ref.sigma2
         tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
                                         phi=ref.phi, min_post_w=min_post_w)
-        scans.append(Scan(scope, "rate", tau, z, norm_sf(z) if tau is not None else 1.0, delta,
+        scans.append(Scan(scope, "rate", tau, z, normal_sf(z) if tau is not None else 1.0, delta,
                           len(prof), prof))
     if ref.mix_var > 0 and len(cube.cells) > 1:
         y, w = mix_residuals(cube, ref)
         min_post_w = p.min_post_events / ref.mix_var
         tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
                                         phi=ref.phi_mix, min_post_w=min_post_w)
-        scans.append(Scan({}, "mix", tau, z, norm_sf(z) if tau is not None else 1.0, delta, len(prof), prof))
+        scans.append(Scan({}, "mix", tau, z, normal_sf(z) if tau is not None else 1.0, delta, len(prof), prof))
     valid = [s for s in scans if s.tau is not None]
     if not valid:
         return none, scans
@@ -441,7 +439,7 @@ def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: 
                                      min_post_w=p.min_post_events / var)
         if t2 is None:
             break
-        p2 = min(1.0, norm_sf(z2) * max(1, len(prof)) * n_tests)
+        p2 = min(1.0, normal_sf(z2) * max(1, len(prof)) * n_tests)
         if p2 >= p.alpha:
             break
         tau = t2
@@ -454,7 +452,7 @@ def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: De
     nb = cube.n_buckets
     t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=nb, end=nb, sign=-sign, phi=phi,
                                  min_post_w=p.min_post_events / var)
-    if t3 is None or min(1.0, norm_sf(z3) * max(1, len(prof))) >= p.alpha:
+    if t3 is None or min(1.0, normal_sf(z3) * max(1, len(prof))) >= p.alpha:
         return None
     # After t3, is the residual mean still clearly bad?
     wb = sum(w[t3:nb])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from oncall_ai.analysis.cube import Cube
 from oncall_ai.analysis.decompose import Decomposition
-from oncall_ai.analysis.stats import Moments, benjamini_hochberg, norm_sf, welch
+from oncall_ai.analysis.stats import Moments, bh_adjusted, normal_sf, welch
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,13 @@ def localize(cube: Cube, pre: tuple[int, int], post: tuple[int, int], *, sign: i
         t = welch(ma, mb, var_floor=sigma2, inflation=phi) if ma.n and mb.n else None
         pv = 1.0
         if t is not None and mb.n >= p.min_events:
-            pv = norm_sf(-sign * t.z) if t.df >= 30 else (t.p_less() if sign > 0 else t.p_greater())
+            pv = normal_sf(-sign * t.z) if t.df >= 30 else (t.p_less() if sign > 0 else t.p_greater())
         share = part / total if total and -sign * total > 0 else None
         return SliceResult(dict(where), ma.mean, mb.mean, (mb.mean - ma.mean) if ma.n and mb.n else None,
                            int(mb.n), int(ma.n), share, mb.n / nb_total if nb_total else 0.0, pv)
 
     singles = [test({k: v}) for k, vals in dims.items() for v in vals]
-    q1 = benjamini_hochberg([s.p_value for s in singles])
+    q1 = bh_adjusted([s.p_value for s in singles])
     passed = [s for s, q in zip(singles, q1, strict=True) if q <= p.q]
     pairs: list[SliceResult] = []
     keys = sorted(dims)
@@ -127,7 +127,7 @@ def localize(cube: Cube, pre: tuple[int, int], post: tuple[int, int], *, sign: i
                 seen.add(tag)
                 pairs.append(test(where))
     family = singles + pairs
-    qs = benjamini_hochberg([s.p_value for s in family])
+    qs = bh_adjusted([s.p_value for s in family])
     for s, q in zip(family, qs, strict=True):
         s.q_value = q
         s.significant = q <= p.q and s.share_of_drop is not None and s.share_of_drop >= p.min_share
@@ -166,7 +166,7 @@ def _explained_by_scope(s: SliceResult, scope: dict, cube: Cube, a: list[Moments
             ma.merge(a[ci])
             mb.merge(b[ci])
     t = welch(ma, mb, var_floor=sigma2, inflation=phi) if ma.n and mb.n else None
-    return t is None or norm_sf(-sign * t.z) > p.q
+    return t is None or normal_sf(-sign * t.z) > p.q
 
 
 def _choose_scope(loc: Localization, candidates: list[SliceResult], cube: Cube, a: list[Moments],

@@ -1,0 +1,448 @@
+"""Eval events in (CONTRACT.md section 1): readers, validation, and the batch writer.
+
+Python API for pipelines:
+
+    from oncall_ai.ingest import ingest_records
+    result = ingest_records(records, config=cfg)          # records: iterable of dicts
+    result.stored, result.duplicates, result.rejected      # counts; result.rejects: first few
+
+Every valid record is stored; every invalid one is named (file:line and reason) and skipped.
+Batches are atomic (one transaction each), so a killed ingest leaves a consistent store, and
+running it again skips what is already there (ids are 64-bit hashes of `id`, or of the record).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from oncall_ai.config import SOURCES, Config, MetricConfig
+from oncall_ai.errors import UsageError
+from oncall_ai.timeutil import MS_MAX, MS_MIN
+
+BATCH_SIZE = 20_000
+MAX_LINE_BYTES = 1 << 20  # 1 MiB; input/output text beyond that is almost certainly a broken export
+REJECTS_SHOWN = 10
+
+_VERSION_KEYS = ("model_id", "prompt_version", "index_version", "judge_id")
+
+
+class Reject(Exception):
+    """A record that fails validation; the message is the reason."""
+
+
+@dataclass
+class RejectInfo:
+    file: str
+    line: int
+    reason: str
+    raw: str | None = None
+
+
+@dataclass
+class IngestResult:
+    read: int = 0  # records seen (valid + rejected)
+    stored: int = 0  # newly stored
+    duplicates: int = 0  # valid, but already stored (same id)
+    rejected: int = 0
+    rejects: list[RejectInfo] = field(default_factory=list)  # the first REJECTS_SHOWN
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> int:
+        return self.stored + self.duplicates
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+
+def id_hash(event_id: str) -> int:
+    return _hash64(b"id:" + event_id.encode("utf-8", "surrogatepass"))
+
+
+def record_hash(obj: dict) -> int:
+    """A stable hash of a record without `id`: canonical JSON (sorted keys) of its content."""
+    return _hash64(b"rec:" + orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+class Validator:
+    """Turns a parsed record (dict) into an EventRow tuple, or raises Reject."""
+
+    def __init__(self, config: Config | None):
+        self.metrics: dict[str, MetricConfig] = dict(config.metrics) if config else {}
+        self.good_rules = {name: m.good for name, m in self.metrics.items()}
+        self._default_source = {name: m.source for name, m in self.metrics.items()}
+        self._scale = {name: m.scale for name, m in self.metrics.items() if m.scale}
+
+    def row(self, obj) -> tuple:
+        if not isinstance(obj, dict):
+            raise Reject(f"not a JSON object but {type(obj).__name__}")
+        get = obj.get
+        # ts
+        ts = get("ts")
+        if ts is None:
+            raise Reject("missing key 'ts'")
+        ts_ms = _parse_ts(ts)
+        # feature / metric
+        feature = get("feature")
+        if not isinstance(feature, str) or not feature:
+            raise Reject("missing key 'feature'" if feature is None else f"'feature' must be a non-empty string, not {feature!r}")
+        metric = get("metric")
+        if not isinstance(metric, str) or not metric:
+            raise Reject("missing key 'metric'" if metric is None else f"'metric' must be a non-empty string, not {metric!r}")
+        # value
+        value = get("value")
+        t = type(value)
+        if t is float:
+            if not math.isfinite(value):
+                raise Reject(f"'value' is not finite: {value!r}")
+        elif t is int:
+            value = float(value)
+        elif t is bool:
+            value = 1.0 if value else 0.0
+        elif value is None:
+            raise Reject("missing key 'value'" if "value" not in obj else "'value' is null")
+        else:
+            raise Reject(f"'value' must be a number or boolean, not {value!r}"[:200])
+        scale = self._scale.get(metric)
+        if scale is not None and not scale[0] <= value <= scale[1]:
+            raise Reject(f"'value' {value:g} is outside the scale {scale[0]:g}..{scale[1]:g} declared for metric {metric!r}")
+        # source
+        source = get("source")
+        if source is None:
+            source = self._default_source.get(metric, "judge")
+        elif source not in SOURCES:
+            raise Reject(f"'source' must be one of judge, check, user, not {source!r}")
+        # slice
+        sl = get("slice")
+        if sl is None or sl == {}:
+            slice_items = ()
+        elif isinstance(sl, dict):
+            items = []
+            for k, v in sl.items():
+                if type(v) is not str:
+                    if isinstance(v, bool) or not isinstance(v, int | float | str):
+                        raise Reject(f"slice value for {k!r} must be a string, not {v!r}"[:200])
+                    v = str(v)
+                items.append((k, v))
+            items.sort()
+            slice_items = tuple(items)
+        else:
+            raise Reject(f"'slice' must be an object of string values, not {sl!r}"[:200])
+        # versions
+        versions = []
+        for k in _VERSION_KEYS:
+            v = get(k)
+            if v is not None and type(v) is not str:
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise Reject(f"{k!r} must be a string, not {v!r}"[:200])
+                v = str(v)
+            versions.append(v or None)
+        # optional scalars
+        sample_rate = get("sample_rate")
+        if sample_rate is not None:
+            if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float) or not 0 < sample_rate <= 1:
+                raise Reject(f"'sample_rate' must be a number in (0, 1], not {sample_rate!r}")
+            sample_rate = float(sample_rate)
+        request_id = get("request_id")
+        if request_id is not None and type(request_id) is not str:
+            if isinstance(request_id, bool) or not isinstance(request_id, int):
+                raise Reject(f"'request_id' must be a string, not {request_id!r}"[:200])
+            request_id = str(request_id)
+        inp = get("input")
+        out = get("output")
+        if inp is not None and type(inp) is not str:
+            raise Reject("'input' must be a string")
+        if out is not None and type(out) is not str:
+            raise Reject("'output' must be a string")
+        # id
+        eid = get("id")
+        if eid is None:
+            h = record_hash(obj)
+        else:
+            if type(eid) is not str:
+                if isinstance(eid, bool) or not isinstance(eid, int):
+                    raise Reject(f"'id' must be a string, not {eid!r}"[:200])
+                eid = str(eid)
+            if not eid:
+                raise Reject("'id' is empty")
+            h = id_hash(eid)
+        key = (feature, metric, source, slice_items, versions[0], versions[1], versions[2], versions[3])
+        return (h, key, ts_ms, value, request_id, sample_rate, inp, out)
+
+
+def _parse_ts(ts) -> int:
+    t = type(ts)
+    if t is str:
+        try:
+            dt = datetime.fromisoformat(ts)
+        except ValueError:
+            if ts[:1].isdigit() and ts.replace(".", "", 1).isdigit():
+                return _parse_ts(float(ts))
+            raise Reject(f"'ts' is not an RFC 3339 time: {ts!r}"[:200]) from None
+        if dt.tzinfo is None:
+            raise Reject(f"'ts' has no UTC offset: {ts!r} (add Z or +00:00)"[:200])
+        if len(ts) < 11:
+            raise Reject(f"'ts' has no time of day: {ts!r}")
+        ms = int(dt.timestamp() * 1000)
+    elif t is int or t is float:
+        if not math.isfinite(ts):
+            raise Reject(f"'ts' is not finite: {ts!r}")
+        ms = int(round(ts * 1000))
+    else:
+        raise Reject(f"'ts' must be an RFC 3339 string or epoch seconds, not {ts!r}"[:200])
+    if not MS_MIN <= ms < MS_MAX:
+        raise Reject(f"'ts' {ts!r} is outside 2000..2100 (epoch seconds, not milliseconds?)")
+    return ms
+
+
+# --- readers ------------------------------------------------------------------------------
+
+Item = tuple[int, object, bytes | None]  # (line number, parsed object or Reject, raw line)
+
+
+def _open_binary(path: str):
+    if path == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder, not a file of events")
+    f = open(p, "rb")  # noqa: SIM115 - closed by the caller
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=f)
+    return f
+
+
+def _is_csv(path: str) -> bool:
+    name = path[:-3] if path.endswith(".gz") else path
+    return name.endswith(".csv")
+
+
+def read_jsonl(stream, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+    loads = orjson.loads
+    lineno = 0
+    for raw in stream:
+        lineno += 1
+        if len(raw) > max_line_bytes:
+            yield lineno, Reject(f"line is {len(raw):,} bytes, over the {max_line_bytes:,}-byte limit (--max-line-bytes)"), None
+            continue
+        if not raw.strip():
+            continue
+        try:
+            yield lineno, loads(raw), raw
+        except orjson.JSONDecodeError as e:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as ue:
+                yield lineno, Reject(f"invalid UTF-8 at byte {ue.start}"), raw
+                continue
+            msg = str(e).split(":")[0]
+            if b"NaN" in raw or b"Infinity" in raw:
+                msg = "NaN/Infinity are not valid JSON numbers"
+            yield lineno, Reject(f"malformed JSON: {msg}"), raw
+
+
+_BOOL_TEXT = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
+
+
+def _csv_value(key: str, text: str):
+    """CSV cells are text: turn numbers and booleans back into what JSON would have had."""
+    if key in ("value", "ts", "sample_rate"):
+        if text in _BOOL_TEXT and key == "value":
+            return _BOOL_TEXT[text]
+        try:
+            n = float(text)
+        except ValueError:
+            return text  # validation names it
+        if key == "value" and not math.isfinite(n):
+            return n
+        return int(n) if n.is_integer() and "." not in text and "e" not in text.lower() else n
+    return text
+
+
+def read_csv(stream, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+    try:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        header = next(reader, None)
+    except UnicodeDecodeError as e:
+        yield 1, Reject(f"invalid UTF-8 in the header ({e.reason})"), None
+        return
+    if header is None:
+        return
+    header = [h.strip() for h in header]
+    if "ts" not in header:
+        yield 1, Reject("CSV header has no 'ts' column (expected ts, feature, metric, value, slice.<key>, ...)"), None
+        return
+    lineno = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except UnicodeDecodeError as e:
+            lineno += 1
+            yield lineno, Reject(f"invalid UTF-8 ({e.reason}); the rest of the file cannot be read"), None
+            break
+        except csv.Error as e:
+            lineno = reader.line_num
+            yield lineno, Reject(f"malformed CSV: {e}"), None
+            continue
+        lineno = reader.line_num
+        if not cells or all(not c for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield lineno, Reject(f"{len(cells)} cells but the header has {len(header)}"), None
+            continue
+        obj: dict = {}
+        sl: dict = {}
+        for k, v in zip(header, cells, strict=True):
+            if v == "":
+                continue
+            if k.startswith("slice."):
+                sl[k[6:]] = v
+            else:
+                obj[k] = _csv_value(k, v)
+        if sl:
+            obj["slice"] = sl
+        yield lineno, obj, None
+
+
+def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+    stream = _open_binary(path)
+    try:
+        reader = read_csv if _is_csv(path) else read_jsonl
+        yield from reader(stream, max_line_bytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        yield -1, Reject(f"cannot read the rest of the file: {e}"), None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+# --- the writer ---------------------------------------------------------------------------
+
+class Ingestor:
+    """Validates items and writes them to a store in atomic batches."""
+
+    def __init__(self, store, config: Config | None, *, rejects_path: str | None = None,
+                 batch_size: int = BATCH_SIZE):
+        self.store = store
+        self.validator = Validator(config)
+        self.result = IngestResult()
+        self.batch_size = batch_size
+        self._batch: list[tuple] = []
+        self._rejects_file = open(rejects_path, "wb") if rejects_path else None  # noqa: SIM115
+        self.on_batch: Callable[[IngestResult], None] | None = None
+
+    def reject(self, name: str, lineno: int, reason: str, raw: bytes | str | None) -> None:
+        r = self.result
+        r.rejected += 1
+        raw_text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if len(r.rejects) < REJECTS_SHOWN:
+            r.rejects.append(RejectInfo(name, lineno, reason))
+        if self._rejects_file is not None:
+            self._rejects_file.write(orjson.dumps({"file": name, "line": lineno, "reason": reason,
+                                                    "raw": raw_text.rstrip("\n") if raw_text else None}) + b"\n")
+
+    def add_items(self, name: str, items: Iterable[Item]) -> None:
+        row = self.validator.row
+        batch = self._batch
+        result = self.result
+        for lineno, obj, raw in items:
+            result.read += 1
+            if isinstance(obj, Reject):
+                self.reject(name, lineno, str(obj), raw)
+                continue
+            try:
+                batch.append(row(obj))
+            except Reject as e:
+                self.reject(name, lineno, str(e), raw if raw is not None else orjson.dumps(obj))
+                continue
+            if len(batch) >= self.batch_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._batch:
+            new = self.store.write_events(self._batch, self.validator.good_rules)
+            self.result.stored += new
+            self.result.duplicates += len(self._batch) - new
+            self._batch.clear()
+            if self.on_batch:
+                self.on_batch(self.result)
+
+    def close(self) -> IngestResult:
+        try:
+            self.flush()
+        finally:
+            if self._rejects_file is not None:
+                self._rejects_file.close()
+        return self.result
+
+
+def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path: str | None = None,
+                 max_line_bytes: int = MAX_LINE_BYTES, progress: Callable[[str, int], None] | None = None,
+                 batch_size: int = BATCH_SIZE) -> IngestResult:
+    """Ingest files (JSONL, .jsonl.gz, CSV, '-' for stdin). Missing files raise UsageError before
+    anything is written."""
+    for p in paths:
+        if p != "-" and not os.path.exists(p):
+            raise UsageError(f"{p}: no such file")
+        if p != "-" and os.path.isdir(p):
+            raise UsageError(f"{p}: is a folder, not a file of events")
+    ing = Ingestor(store, config, rejects_path=rejects_path, batch_size=batch_size)
+    try:
+        for p in paths:
+            name = "<stdin>" if p == "-" else p
+            ing.result.files.append(name)
+            before = ing.result.read
+            items = iter_file(p, max_line_bytes)
+            if progress is not None:
+                items = _counting(items, name, progress)
+            ing.add_items(name, items)
+            if ing.result.read == before:
+                ing.reject(name, 0, "empty file: no records", None)
+                ing.result.read += 1
+    finally:
+        result = ing.close()
+    return result
+
+
+def _counting(items: Iterator[Item], name: str, progress) -> Iterator[Item]:
+    for n, item in enumerate(items, 1):
+        if n % 10_000 == 0:
+            progress(name, n)
+        yield item
+
+
+def ingest_records(records: Iterable[dict], *, config: Config | None = None, store=None,
+                   name: str = "<records>") -> IngestResult:
+    """Ingest records from Python (a pipeline). Opens the config's store unless one is given."""
+    own = store is None
+    if own:
+        from oncall_ai.config import load_config
+        from oncall_ai.store import open_store
+
+        config = config or load_config(required=False)
+        store = open_store(config.store, config=config)
+    try:
+        ing = Ingestor(store, config)
+        ing.add_items(name, ((i, r, None) for i, r in enumerate(records, 1)))
+        return ing.close()
+    finally:
+        if own:
+            store.close()
