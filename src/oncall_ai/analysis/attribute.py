@@ -59,7 +59,7 @@ class CrossMetric:
 class AttributionParams:
     pre_window_ms: int = 24 * 3_600_000  # candidates this long before the onset
     after_onset_grace_ms: int = 15 * 60_000
-    unexplained_penalty: float = 6.0  # log-evidence cost of "a change we do not know about"
+    unexplained_penalty: float = 2.0  # log-evidence cost of "a cause we do not know about"
     lift_cap: float = 4.0
     timing_weight: float = 1.0
 
@@ -570,8 +570,9 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
                        components=comp, exposure_start=start)
         hyps.append(h)
 
-    # Input shift.
-    if dec is not None and -sign * dec.total > 0 and dec.grew is not None:
+    # Input shift: only when the mix moved the metric the bad way beyond noise.
+    if (dec is not None and -sign * dec.total > 0 and dec.grew is not None and -sign * dec.mix_z > 2
+            and dec.mix_share() >= 0.2):
         comp = {}
         ev = []
         mix_z = -sign * dec.mix_z
@@ -584,7 +585,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         ev.append(f"traffic mix explains {share:.0%} of the change ({_fmt(dec.mix)} of {_fmt(dec.total)}); "
                   f"quality within slices moved {_fmt(dec.rate)}")
         ev.append(f"{g.target} grew from {g.share_before:.0%} to {g.share_after:.0%} of traffic and scores "
-                  f"{_fmt(g.mean)} against {_fmt(g.overall)} overall")
+                  f"{g.mean:.3g} against {g.overall:.3g} overall")
         change = None
         for ch in inp.changes:
             if (ch.kind == "traffic" and ch.source != "traffic" and ch.affects(inp.feature)
@@ -607,7 +608,9 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if jterms:
             ev = []
             jterms = _judge_terms(inp, ev, judge_only, product_confirmed, cross_words)
-            h = Hypothesis("judge_drift", inp.metric, None, sum(jterms.values()) - 3.0, ev, None,
+            # Without a judge change in the window the prior is lower: it needs calibration drift or
+            # a judge id switch to beat a well-timed product change.
+            h = Hypothesis("judge_drift", inp.metric, None, sum(jterms.values()) - 4.0, ev, None,
                            f"oncall-ai judge drift --metric {inp.metric}", components=jterms)
             if any(v > 0 for v in jterms.values()):
                 hyps.append(h)
@@ -685,7 +688,7 @@ def _judge_terms(inp: AttributionInput, ev: list[str], judge_only: bool, product
             comp["judge_only"] = 3.0
             ev.append("only judge-scored metrics moved")
     if judge_only:
-        comp["judge_only"] = 3.0
+        comp["judge_only"] = 2.0
         ev.append("only the judge's scores moved; " + cross_words)
     elif product_confirmed:
         comp["user_signals"] = -6.0

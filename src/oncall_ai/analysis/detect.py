@@ -494,3 +494,23 @@ def refine_onset(fine: Cube, mu: dict[Cell, float], sigma2: float, phi: float, *
     best_b, best_g = max(gains, key=lambda x: (x[1], -x[0]))
     inside = [b for b, g in gains if best_g - g <= 2.0]
     return fine.time_of(best_b), (fine.time_of(min(inside)), fine.time_of(max(inside) + 1))
+
+
+def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,
+                    prior_strength: float = 20.0) -> tuple[float, float, int] | None:
+    """Mix-adjusted change of a metric between two bucket windows: (z in the bad direction,
+    delta of residual means, events after). Used for the other metrics of a feature (do user
+    signals move with the judge?)."""
+    ref = fit_reference(cube, *pre, prior_strength=prior_strength)
+    if ref is None:
+        return None
+    y, w = rate_residuals(cube, ref)
+    wa = sum(w[b] for b in range(*pre))
+    wb = sum(w[b] for b in range(*post))
+    if wa <= 0 or wb <= 0:
+        return None
+    ma = sum(w[b] * y[b] for b in range(*pre)) / wa
+    mb = sum(w[b] * y[b] for b in range(*post)) / wb
+    se = math.sqrt(ref.phi * (1 / wa + 1 / wb))
+    n_post = int(sum(w[b] for b in range(*post)) * ref.sigma2)
+    return -sign * (mb - ma) / se, mb - ma, n_post
