@@ -145,14 +145,15 @@ def localize(cube: Cube, pre: tuple[int, int], post: tuple[int, int], *, sign: i
     loc = Localization(slices=good_pairs + good_singles, tested=family)
     _choose_scope(loc, good_pairs + good_singles, cube, a, b, sign, sigma2, phi, p)
     if loc.scope:
+        m = max(1, len(loc.slices))
         loc.slices = [s for s in loc.slices if not _explained_by_scope(s, loc.scope, cube, a, b, sign,
-                                                                        sigma2, phi, p)]
+                                                                        sigma2, phi, p.q / m)]
     loc.slices = loc.slices[: p.max_rows]
     return loc
 
 
 def _explained_by_scope(s: SliceResult, scope: dict, cube: Cube, a: list[Moments], b: list[Moments],
-                        sign: int, sigma2: float, phi: float, p: LocalizeParams) -> bool:
+                        sign: int, sigma2: float, phi: float, level: float) -> bool:
     """A slice that only looks bad because it contains part of the scope (persona=casual when
     the drop is language=de): without the scope's cells, is it still clearly worse?"""
     items = set(s.where.items())
@@ -166,7 +167,7 @@ def _explained_by_scope(s: SliceResult, scope: dict, cube: Cube, a: list[Moments
             ma.merge(a[ci])
             mb.merge(b[ci])
     t = welch(ma, mb, var_floor=sigma2, inflation=phi) if ma.n and mb.n else None
-    return t is None or normal_sf(-sign * t.z) > p.q
+    return t is None or normal_sf(-sign * t.z) > level
 
 
 def _choose_scope(loc: Localization, candidates: list[SliceResult], cube: Cube, a: list[Moments],

@@ -50,7 +50,7 @@ def _summary(findings: list[Finding], console: Console, window: str) -> None:
     head = f"{n_reg} regression{'s' if n_reg != 1 else ''} in {len(findings)} feature/metric pairs, {window}"
     console.print(Text(head, style="bold red" if n_reg else "bold green"))
     t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    t.add_column("feature/metric", no_wrap=True)
+    t.add_column("feature/metric", no_wrap=True, min_width=min(40, max(len(f"{f.feature}/{f.metric}") for f in findings)))
     t.add_column("verdict", no_wrap=True)
     t.add_column("change", justify="right", no_wrap=True, min_width=12)
     t.add_column("since", no_wrap=True)
