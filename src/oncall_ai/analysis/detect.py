@@ -299,7 +299,7 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     det.reference = ref
     det.scans = scans
     n_tests = max(1, len(det.scans))
-    p_adj = min(1.0, best.p_one * best.n_candidates * n_tests) if best.tau is not None else 1.0
+    p_adj = _adjusted_p(best, n_tests) if best.tau is not None else 1.0
     det.p_value = p_adj
     det.z = best.z if best.tau is not None else 0.0
     det.signal = best.kind
@@ -414,7 +414,18 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
     if not valid:
         return none, scans
     # Smallest corrected p-value; ties (p underflows to 0) go to the larger z, then the whole feature.
-    return min(valid, key=lambda s: (s.p_one * max(1, s.n_candidates), -s.z, len(s.scope))), scans
+    n = len(scans)
+    return min(valid, key=lambda s: (_adjusted_p(s, n), -s.z, len(s.scope))), scans
+
+
+def _adjusted_p(scan: Scan, n_scans: int) -> float:
+    """Family-wise p-value of one scan: Bonferroni over its candidate onsets (close to exact in the
+    tail: the shortest post windows dominate), and alpha split half to the whole-feature rate scan,
+    half shared by the slice and mix scans (a global drop keeps most of its power)."""
+    k = max(1, scan.n_candidates)
+    if scan.kind == "rate" and not scan.scope:
+        return min(1.0, scan.p_one * k * 2)
+    return min(1.0, scan.p_one * k * 2 * max(1, n_scans - 1))
 
 
 def _scope_series(cube: Cube, ref: Reference, scan: Scan) -> tuple[list[float], list[float], float, float]:
@@ -439,7 +450,7 @@ def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: 
                                      min_post_w=p.min_post_events / var)
         if t2 is None:
             break
-        p2 = min(1.0, normal_sf(z2) * max(1, len(prof)) * n_tests)
+        p2 = _adjusted_p(Scan(best.scope, best.kind, t2, z2, normal_sf(z2), 0.0, len(prof)), n_tests)
         if p2 >= p.alpha:
             break
         tau = t2
