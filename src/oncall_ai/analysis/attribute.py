@@ -247,7 +247,14 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
             version = ch.to_value
         if kind == "provider_model_change":
             field_name, version = "model_id", ch.to_value
-        out.append(Candidate(ch, kind, _target(ch, kind), field_name, version, ch.kind == "prompt", ch.at))
+        cand = Candidate(ch, kind, _target(ch, kind), field_name, version, ch.kind == "prompt", ch.at)
+        seen = ch.details.get("seen_in_traffic") if isinstance(ch.details, dict) else None
+        for evd in seen or ():
+            if isinstance(evd, dict) and evd.get("feature") == inp.feature and isinstance(evd.get("at"), int):
+                # The switch seen in this feature's traffic: when the change really started serving.
+                if cand.exposure_start is None or evd["at"] < cand.exposure_start:
+                    cand.exposure_start = max(evd["at"], ch.at) if evd["at"] >= ch.at - 3_600_000 else evd["at"]
+        out.append(cand)
     for ch, kind in traffic:
         field_name = ch.target if ch.target in VERSION_FIELDS else None
         match = next((c for c in out if c.field == field_name and _same_version(c.version, ch.to_value)), None)
@@ -278,6 +285,9 @@ class _VersionIndex:
         self.tagged: dict[tuple[str, int, int], float] = {}
         self.by_value: dict[tuple[str, str], list[tuple[Cube, Row]]] = {}
         self.first_seen: dict[tuple[str, str], int] = {}
+        # Fine buckets (when present) give the first-seen time to 5 minutes; a coarse bucket only
+        # says "some time in this hour", so its start is used only when the fine cube lacks it.
+        fine_first: dict[tuple[str, str], int] = {}
         for cube in cubes:
             cells = scope[id(cube)]
             for r in cube.rows:
@@ -289,10 +299,18 @@ class _VersionIndex:
                     t = cube.time_of(r.bucket)
                     if key not in self.first_seen or t < self.first_seen[key]:
                         self.first_seen[key] = t
+                    if cube is not cubes[0] and (key not in fine_first or t < fine_first[key]):
+                        fine_first[key] = t
                     self.by_value.setdefault(key, []).append((cube, r))
                     if r.cell in cells:
                         k = (fname, id(cube), r.bucket)
                         self.tagged[k] = self.tagged.get(k, 0.0) + r.n
+        if len(cubes) > 1:
+            f0 = cubes[1].time_of(0)
+            for key, t in fine_first.items():
+                # seen first inside the fine window: trust the fine time over the coarse bucket start
+                if self.first_seen[key] >= f0 - cubes[0].bucket_ms:
+                    self.first_seen[key] = t
 
     def matching_values(self, fname: str, version: str, cumulative: bool) -> list[str]:
         direct = [v for (f, v) in self.first_seen if f == fname and _same_version(v, version)]
@@ -328,7 +346,8 @@ def _exposure(cand: Candidate, segs: list[Segment], vidx: _VersionIndex | None,
         if values:
             shares = vidx.share(cand.field, values, scope_by_cube)
             first = min(vidx.first_seen[(cand.field, v)] for v in values)
-            start = first if cand.exposure_start is None else min(start, first)
+            # A version cannot serve traffic before its commit: the coarse first-seen is a bucket start.
+            start = max(first, cand.at) if first < cand.at < first + _bucket_of_time(vidx, first) else first
             how = "versions"
     x = []
     for g in segs:
@@ -343,6 +362,15 @@ def _exposure(cand: Candidate, segs: list[Segment], vidx: _VersionIndex | None,
     if how == "step" and ramp:
         how = "ramp"
     return x, how, start
+
+
+def _bucket_of_time(vidx: _VersionIndex, t: int) -> int:
+    """Resolution of a first-seen time: the fine bucket if it falls in the fine window."""
+    if len(vidx.cubes) > 1:
+        f = vidx.cubes[1]
+        if f.time_of(0) <= t < f.time_of(f.n_buckets):
+            return f.bucket_ms
+    return vidx.cubes[0].bucket_ms
 
 
 def _step_share(at: int, s: int, e: int) -> float:
@@ -531,7 +559,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         comp["footprint"] = 0.0
         if fp_cells is not None and dec is not None:
             share, traffic = _share_in(dec, fp_cells)
-            if traffic > 0 and -sign * dec.total > 0:
+            if 0 < traffic < 0.99 and -sign * dec.total > 0:
                 lift = max(share, 1e-3) / traffic
                 term = max(-p.lift_cap * 2, min(p.lift_cap, 2 * math.log(lift)))
                 comp["footprint"] = term
@@ -547,7 +575,8 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         d = _direct(cand, vidx, cubes, scope_by_cube, ref, cube)
         if d is not None and level:
             diff, se, n_new = d
-            if se > 0 and n_new >= 5:
+            # Only when the overlap can tell the drop from no difference (a canary, a slow rollout).
+            if se > 0 and n_new >= 30 and abs(level) / se >= 1.5:
                 llr = (diff * diff - (diff - level) ** 2) / (2 * se * se)
                 llr = max(-LOSS_CAP / 2, min(LOSS_CAP / 2, llr))
                 comp["direct"] = llr
