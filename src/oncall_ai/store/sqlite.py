@@ -169,6 +169,7 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
             if _pending_migrations(self.conn):
                 _apply_migrations(self.conn)
         except sqlite3.DatabaseError as e:
