@@ -1109,7 +1109,7 @@ metrics:
 slices: [persona, language, shape]
 slos:
   - {{name: summarizer-helpfulness, feature: summarizer, metric: helpfulness, objective: {_slo_objective(1 - good)}, window: 24h}}
-  - {{name: summarizer-schema, feature: summarizer, metric: schema_valid, objective: {_slo_objective(schema_bad)}, window: 6h}}
+  - {{name: summarizer-schema, feature: summarizer, metric: schema_valid, objective: {_slo_objective(schema_bad)}, window: 24h}}
   - {{name: support-thumbs, feature: support, metric: thumbs_down, objective: {_slo_objective(thumbs)}, window: 24h}}
 calibration: calibration/set.jsonl
 """
