@@ -243,8 +243,8 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     inp = AttributionInput(feature, metric, source, higher, cube, det, loc, dec, changes, at, fine=fine,
                            judge=judge_ev, cross=cross, pin_key=pin_key, since=since_text)
     finding.hypotheses = attribute(inp, st.attribute)
-    if not any(any(v is not None for v in r.versions) for r in cube.rows):
-        finding.notes.append("events carry no version tags (model_id, prompt_version, ...): "
+    if not any(any(v is not None for v in r.versions[:3]) for r in cube.rows):
+        finding.notes.append("events carry no version tags (model_id, prompt_version, index_version): "
                              "no side-by-side version comparison, timing and footprint only")
     if not changes:
         finding.notes.append("no changes found in the window from any source")
