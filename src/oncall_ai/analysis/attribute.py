@@ -204,8 +204,9 @@ def hypothesis_kind(change) -> str | None:
 def _target(change, kind: str) -> str:
     if kind == "provider_model_change":
         return change.to_value or change.target
-    if kind == "prompt_change" and change.kind == "traffic":
-        return change.to_value or change.target
+    if kind == "prompt_change" and (change.kind == "traffic" or change.source == "traffic"):
+        v = change.to_value or change.target  # no commit known: the served version is the target
+        return v[:12] if len(v) == 40 else v
     return change.target or (change.paths[0] if change.paths else "")
 
 
@@ -587,7 +588,8 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if cand.kind == "judge_drift":
             comp.update(_judge_terms(inp, ev, judge_only, product_confirmed, cross_words))
         elif inp.metric_source == "judge" and judge_only:
-            comp["judge_only"] = -3.0
+            # weak: flat user signals may simply lack the power to move
+            comp["judge_only"] = -1.0
             ev.append("only the judge's scores moved; " + cross_words)
         elif product_confirmed:
             comp["user_signals"] = 1.0
