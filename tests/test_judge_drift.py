@@ -269,3 +269,27 @@ def test_product_regression_is_not_judge_only(tmp_path):
     assert ev.score < 0.2 and not ev.drifted
     assert "product likely changed" in " ".join(ev.words)
     assert flat.score == 0 and "not judge-scored" in flat.words[0]
+
+
+def test_judge_id_change_and_movement_pure():
+    from oncall_ai.analysis.judge_health import Cell, detect_judge_id_change, judge_only, movement
+
+    cells = [Cell(T0 + h * HOUR, 10, 40.0 if h < 10 else 35.0, judge_id="a" if h < 10 else "b") for h in range(20)]
+    cells.append(Cell(T0 + 12 * HOUR, 1, 4.0, judge_id="a"))  # a straggler of the old judge
+    ch = detect_judge_id_change(cells)
+    assert (ch.from_id, ch.to_id, ch.at_ms) == ("a", "b", T0 + 10 * HOUR)
+    assert ch.share_after == pytest.approx(100 / 101)
+    assert detect_judge_id_change([c for c in cells if c.judge_id == "a"]) is None
+    rng = random.Random(2)
+    means = {T0 + h * HOUR: (4.0 if h < 10 else 3.5) + rng.gauss(0, 0.05) for h in range(20)}
+    m = movement("helpfulness", "judge", means, T0 + 10 * HOUR)
+    assert m.worse and m.delta == pytest.approx(-0.5, abs=0.05) and m.buckets == (10, 10)
+    flat = movement("schema_valid", "check", {b: 0.97 + rng.gauss(0, 0.002) for b in means}, T0 + 10 * HOUR)
+    assert not flat.worse
+    assert judge_only(m, [flat]) is True
+    assert judge_only(m, []) is None
+    lower_is_better = movement("thumbs_down", "user", {b: (0.05 if b < T0 + 10 * HOUR else 0.09) + rng.gauss(0, 0.003)
+                                                        for b in means}, T0 + 10 * HOUR, higher_is_better=False)
+    assert lower_is_better.worse and judge_only(m, [flat, lower_is_better]) is False
+    few = movement("x", "check", {T0: 1.0, T0 + HOUR: 1.0}, T0 + HOUR)
+    assert few.t is None and not few.worse
