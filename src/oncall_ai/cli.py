@@ -11,8 +11,8 @@ import importlib
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click  # typer bundles its own Click
 from typer.core import TyperGroup
 
 from oncall_ai import __version__
@@ -58,7 +58,6 @@ class OncallGroup(TyperGroup):
             sys.stderr.close()
             raise typer.Exit(0) from None
         # Commands return their exit code (an int); None means 0.
-        # typer >= 0.26 vendors click: only typer.Exit is understood by its main loop and CliRunner.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
             raise typer.Exit(rv)
         return rv
@@ -112,15 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (click.ClickException, typer.TyperException) as e:  # usage errors (typer's vendored click): exit 2
-        if hasattr(e, "show"):
-            e.show()
-        else:
-            click.echo(f"error: {e}", err=True)
+    except click.exceptions.ClickException as e:  # usage errors: exit 2
+        e.show()
         sys.exit(2)
-    except (click.exceptions.Abort, typer.Abort):
+    except typer.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
