@@ -450,8 +450,12 @@ class SQLiteStore(Store):
         if not ids or end <= start:
             return []
         self._use_series(ids)
-        wanted = set(ids)
-        by_id = {s.id: s for s in self.series() if s.id in wanted}
+        # Only the series asked for (loading every series per call made `slo check` slow).
+        by_id = {}
+        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
+                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
+            by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
+                                 r[5] or None, r[6] or None, r[7] or None, r[8] or None)
         order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
