@@ -199,9 +199,21 @@ def diff_lines(diff: str) -> list[Text]:
     return out
 
 
+def _emit(lines: list) -> None:
+    """Styled lines on a colour terminal; plain text in one write otherwise (fast, pipe-friendly)."""
+    if color_enabled():
+        console = stdout_console()
+        for line in lines:
+            console.print(line, soft_wrap=True)
+    else:
+        import sys
+
+        sys.stdout.write("".join((t.plain if isinstance(t, Text) else str(t)) + "\n" for t in lines))
+        sys.stdout.flush()
+
+
 def print_timeline(cs, cfg, *, at_ms: int, with_diff: bool, feature: str | None = None,
                    kinds=None) -> None:
-    console = stdout_console()
     width = _width()
     all_features = sorted(cfg.features)
     span = format_duration(cs.end - cs.start) if cs.end > cs.start else "0s"
@@ -213,34 +225,31 @@ def print_timeline(cs, cfg, *, at_ms: int, with_diff: bool, feature: str | None 
     n = len(cs.changes)
     title = (f"Changes {format_time(cs.start)} .. {format_time(cs.end)} ({span})"
              f"{' for ' + ', '.join(scope) if scope else ''}: {n} change{'s' if n != 1 else ''}")
-    for part in textwrap.wrap(title, width):
-        console.print(Text(part, style="bold"), soft_wrap=True)
+    lines: list = [Text(part, style="bold") for part in textwrap.wrap(title, width)]
     if not cs.changes:
-        console.print(Text("no changes found in this window" + (" (see the problems above/below)" if cs.problems else "")),
-                      soft_wrap=True)
+        lines.append(Text("no changes found in this window"
+                          + (" (some sources had problems: see stderr)" if cs.problems else "")))
     base = cfg.base_dir if getattr(cfg, "base_dir", None) else None
     for c in cs.changes:
-        console.print("", soft_wrap=True)
-        for line in entry_lines(c, all_features=all_features, base_dir=base, width=width):
-            console.print(line, soft_wrap=True)
+        lines.append(Text(""))
+        lines += entry_lines(c, all_features=all_features, base_dir=base, width=width)
         if with_diff and c.diff:
-            for line in diff_lines(c.diff):
-                console.print(line, soft_wrap=True)
+            lines += diff_lines(c.diff)
+    _emit(lines)
 
 
 def print_change(changes, cfg) -> None:
-    console = stdout_console()
     width = _width()
     base = cfg.base_dir if getattr(cfg, "base_dir", None) else None
+    lines: list = []
     for i, c in enumerate(changes):
         if i:
-            console.print("", soft_wrap=True)
-        for line in entry_lines(c, all_features=sorted(cfg.features), base_dir=base, full=True, width=width):
-            console.print(line, soft_wrap=True)
+            lines.append(Text(""))
+        lines += entry_lines(c, all_features=sorted(cfg.features), base_dir=base, full=True, width=width)
         if c.diff:
-            console.print("", soft_wrap=True)
-            for line in diff_lines(c.diff):
-                console.print(line, soft_wrap=True)
+            lines.append(Text(""))
+            lines += diff_lines(c.diff)
+    _emit(lines)
 
 
 def print_problems(cs) -> None:

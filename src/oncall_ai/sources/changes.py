@@ -154,16 +154,27 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     rubrics: dict[str, set[str]] = defaultdict(set)
     platform_paths: dict[str, list[str]] = defaultdict(list)  # resolved repo -> files
     current: dict[str, dict] = {}
+    by_repo: dict[str, list[str]] = defaultdict(list)  # one git log/show per repo for all its files
     for which in ("judges", "pins", "indexes"):
         rf = getattr(cfg, which)
-        if rf is None:
-            continue
-        repo = _open(repos, rf.repo, f"{which}.repo", cs)
+        if rf is not None:
+            by_repo[str(Path(rf.repo).resolve())].append(which)
+    for whiches in by_repo.values():
+        rf0 = getattr(cfg, whiches[0])
+        repo = _open(repos, rf0.repo, f"{whiches[0]}.repo", cs)
         if repo is None:
+            for which in whiches[1:]:  # the same repo under another key: name that key too
+                rf = getattr(cfg, which)
+                cs.problem(f"{which}.repo: {rf.repo} cannot be read (see {whiches[0]}.repo)", 2)
             continue
-        platform_paths[str(Path(rf.repo).resolve())].append(rf.file)
-        _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
-                  rubrics, current)
+        window = _platform_window(cs, cfg, repo, whiches, start_ms, end_ms, with_diffs, only_sha)
+        if window is None:
+            continue
+        for which in whiches:
+            rf = getattr(cfg, which)
+            platform_paths[str(Path(rf.repo).resolve())].append(rf.file)
+            _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
+                      rubrics, current, window)
 
     # 2. the prompt repo
     if cfg.prompt_repo is not None:
@@ -198,26 +209,49 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     return cs
 
 
-def _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
-              rubrics, current):
+def _platform_window(cs, cfg, repo, whiches, start_ms, end_ms, with_diffs, only_sha):
     from oncall_ai.sources.gitutil import shallow_problem
-    from oncall_ai.sources.platform_files import platform_changes, read_version
+    from oncall_ai.sources.platform_files import read_repo_window
 
-    what = f"{which}.repo"
+    what = f"{whiches[0]}.repo"
+    rf0 = getattr(cfg, whiches[0])
     try:
         shallow = shallow_problem(repo, start_ms, what)
         if shallow:
             cs.problem(shallow, 1)
-        lag = LINK_LAG_MS if which in ("pins", "indexes") and not only_sha else 0
+        lag = 0 if only_sha else LINK_LAG_MS
+        return read_repo_window(repo, [getattr(cfg, w).file for w in whiches], start_ms - lag, end_ms,
+                                with_diffs=with_diffs, only_sha=only_sha)
+    except OncallError as e:
+        cs.problem(e.message, e.exit_code)
+    except Exception as e:  # git failed in a way we did not foresee: keep the other sources
+        cs.problem(f"{what}: cannot read git repo {rf0.repo}: {_git_error(e)}", 2)
+    return None
+
+
+def _git_error(e: Exception) -> str:
+    stderr = getattr(e, "stderr", None)
+    if stderr:
+        return " ".join(str(stderr).split())[:300]
+    return str(e)
+
+
+def _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
+              rubrics, current, window):
+    from oncall_ai.sources.platform_files import platform_changes, read_version
+
+    try:
+        lag = 0 if only_sha else LINK_LAG_MS
         res = platform_changes(repo, rf.repo, which, rf.file, start_ms - lag, end_ms,
                                footprint=lambda key: fp.for_file(which, key),
-                               with_diffs=with_diffs, only_sha=only_sha, read_head=False)
-        head = read_version(repo, "HEAD", rf.file, f"{rf.repo}/{rf.file} (HEAD)")
+                               with_diffs=with_diffs, only_sha=only_sha, window=window,
+                               report_from_ms=start_ms)
+        head = read_version(repo, "HEAD", rf.file, f"{which} file {rf.repo}/{rf.file} (HEAD)")
     except OncallError as e:
         cs.problem(e.message, e.exit_code)
         return
     except Exception as e:  # git failed in a way we did not foresee: keep the other sources
-        cs.problem(f"{which} file {rf.repo}/{rf.file}: cannot read: {e}", 1)
+        cs.problem(f"{which} file {rf.repo}/{rf.file}: cannot read: {_git_error(e)}", 1)
         return
     for p in res.problems:
         cs.problem(p, 1)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oncall_ai.model import Change
-from oncall_ai.sources.gitutil import cap_diff, log_commits, show_patches
+from oncall_ai.sources.gitutil import CommitInfo, cap_diff, log_commits, patch_for_paths, show_patches
 from oncall_ai.timeutil import format_time
 
 # config key -> Change.kind
@@ -160,21 +160,43 @@ def rollback_command(which: str, key: str, sha: str) -> str | None:
     return None  # judges: no rollback verb for judge configs (yet)
 
 
+@dataclass
+class RepoWindow:
+    """The commits of a window that touch any of a repo's platform files, read once for all of them
+    (one `git log`, one `git show`) when pins, indexes and judges share a repo."""
+
+    commits: list[CommitInfo]  # newest first; files limited to the platform files
+    patches: dict[str, str] | None  # sha -> patch of the platform files (None: diffs not read)
+
+
+def read_repo_window(repo, files: list[str], start_ms: int, end_ms: int, *, with_diffs: bool = True,
+                     only_sha: str | None = None) -> RepoWindow:
+    commits = log_commits(repo, start_ms, end_ms, paths=sorted(set(files)), name_status=True)
+    if only_sha:
+        commits = [c for c in commits if c.sha == only_sha]
+    patches = show_patches(repo, [c.sha for c in commits], sorted(set(files))) if with_diffs else None
+    return RepoWindow(commits, patches)
+
+
 def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int, end_ms: int, *,
                      footprint: Callable[[str], tuple[tuple[str, ...], bool]],
                      with_diffs: bool = True, only_sha: str | None = None,
-                     read_head: bool = False) -> PlatformResult:
+                     read_head: bool = False, window: RepoWindow | None = None,
+                     report_from_ms: int | None = None) -> PlatformResult:
     """Key-level changes of one platform file in [start, end).
 
     which: "pins", "indexes" or "judges". footprint(key) -> (features, mapped): the features that
     use the key, and whether any configured feature does (unmapped keys get `()`: every feature).
+    window: the repo's commits already read by read_repo_window (else they are read here).
+    report_from_ms: commits before it are read (as changes, e.g. to explain a traffic switch) but
+    their parse problems are not reported.
     """
     kind = FILE_KINDS[which]
     result = PlatformResult()
     label = f"{which} file {repo_path}/{file}"
-    commits = log_commits(repo, start_ms, end_ms, paths=[file], name_status=False)
-    if only_sha:
-        commits = [c for c in commits if c.sha == only_sha]
+    if window is None:
+        window = read_repo_window(repo, [file], start_ms, end_ms, with_diffs=with_diffs, only_sha=only_sha)
+    commits = [c for c in window.commits if any(file in f.all_paths for f in c.files)]
     commits.reverse()  # oldest first
 
     if read_head:
@@ -197,18 +219,19 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
     if last_good:
         result.versions.append(last_good)
 
-    patches = show_patches(repo, [c.sha for c in commits], [file]) if with_diffs else {}
+    patches = {sha: patch_for_paths(p, {file}) for sha, p in (window.patches or {}).items()}
     source = f"git:{repo_path}"
     for c in commits:
         where = f"{which} file {repo_path}/{file} at commit {c.sha[:12]}"
         v = read_version(repo, c.sha, file, where)
-        diff = cap_diff(patches.get(c.sha, "")) or None if with_diffs else None
+        diff = (cap_diff(patches.get(c.sha, "")) or None) if window.patches is not None else None
         details = {"subject": c.subject, "message": c.message, "file": file, "which": which,
                    "authored_at": c.authored_at}
-        if v.error:
+        if v.error and (report_from_ms is None or c.at >= report_from_ms):
             result.problems.append(
                 f"{v.error} (committed {format_time(c.at)} by {c.by}); that version is skipped and "
                 f"the next one is compared with the last version that parsed")
+        if v.error:
             result.changes.append(Change(
                 id=c.sha, kind=kind, target=file, features=(), at=c.at, by=c.by,
                 summary=f"{file} no longer parses: {v.error.split(': ', 1)[-1]}", source=source,
