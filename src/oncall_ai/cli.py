@@ -11,22 +11,12 @@ import importlib
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click  # typer bundles its own Click
 from typer.core import TyperGroup
 
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
-
-# typer >= 0.20 bundles its own copy of click: its Exit and usage errors are not click's classes.
-# Raise typer.Exit (caught by typer and CliRunner alike) and catch both families in main().
-try:
-    from typer._click.exceptions import ClickException as _TyperClickException
-except ImportError:  # an older typer that uses click itself
-    _TyperClickException = click.ClickException
-_EXITS = (click.exceptions.Exit, typer.Exit)
-_USAGE_ERRORS = (click.ClickException, _TyperClickException)
-_ABORTS = (click.exceptions.Abort, typer.Abort)
 
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -121,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except _EXITS as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except _USAGE_ERRORS as e:  # usage errors: exit 2
+    except click.exceptions.ClickException as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except _ABORTS:
+    except typer.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
