@@ -54,6 +54,7 @@ def m001_create_events(db) -> None:
         CREATE TABLE events (
             series_id INTEGER NOT NULL,
             ts INTEGER NOT NULL,
+            h INTEGER NOT NULL,
             value REAL NOT NULL,
             request_id TEXT,
             sample_rate REAL
@@ -243,14 +244,14 @@ class SQLiteStore(Store):
             # Series keys arrive interned (one tuple object per distinct key), and hashing a nested
             # tuple costs more than everything else per row: look them up by identity first.
             sid_by_obj: dict[int, int] = {}
-            for _h, key, ts, value, request_id, sample_rate, inp, out in rows:
+            for h, key, ts, value, request_id, sample_rate, inp, out in rows:
                 sid = sid_by_obj.get(id(key))
                 if sid is None:
                     sid = keys.get(key)
                     if sid is None:
                         sid = self._add_series(key)
                     sid_by_obj[id(key)] = sid
-                event_rows.append((rowid, sid, ts, value, request_id, sample_rate))
+                event_rows.append((rowid, sid, ts, h, value, request_id, sample_rate))
                 if inp is not None or out is not None:
                     text_rows.append((rowid, inp, out))
                 bucket = ts - ts % HOUR_MS
@@ -275,8 +276,8 @@ class SQLiteStore(Store):
                     cell[3] += good
                 rowid += 1
             self._check_rules(rule_of, rules)
-            conn.executemany("INSERT INTO events(rowid, series_id, ts, value, request_id, sample_rate) "
-                             "VALUES (?,?,?,?,?,?)", event_rows)
+            conn.executemany("INSERT INTO events(rowid, series_id, ts, h, value, request_id, sample_rate) "
+                             "VALUES (?,?,?,?,?,?,?)", event_rows)
             if text_rows:
                 conn.executemany("INSERT INTO event_text(event_rowid, input, output) VALUES (?,?,?)", text_rows)
             conn.executemany(
@@ -327,6 +328,10 @@ class SQLiteStore(Store):
                 conn.execute("UPDATE event_ranges SET hi = ? WHERE bucket = ? AND lo = ?", (max(hi, last[1]), bucket, last[0]))
             else:
                 conn.execute("INSERT INTO event_ranges(bucket, lo, hi) VALUES (?, ?, ?)", (bucket, lo, hi))
+
+    def schema_version(self) -> int:
+        """How many migrations are applied (m001 = 1, ...)."""
+        return len(MIGRATIONS) - len(_pending_migrations(self.conn))
 
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recompute every hourly rollup from raw events with the given good rules."""
@@ -455,15 +460,15 @@ class SQLiteStore(Store):
         text_cols = ", t.input, t.output" if with_text else ", NULL, NULL"
         join = " LEFT JOIN event_text t ON t.event_rowid = e.rowid" if with_text else ""
         cond = " OR ".join("e.rowid BETWEEN ? AND ?" for _ in ranges)
-        sql = (f"SELECT e.rowid, e.series_id, e.ts, e.value, e.request_id, e.sample_rate{text_cols} FROM events e{join} "
+        sql = (f"SELECT e.h, e.series_id, e.ts, e.value, e.request_id, e.sample_rate{text_cols} FROM events e{join} "
                f"WHERE ({cond}) AND e.ts >= ? AND e.ts < ? AND e.series_id IN (SELECT id FROM q_series) "
                f"ORDER BY {order_sql}")
         args: list = [x for r in ranges for x in r] + [start, end]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [EventRecord(rid_, by_id[sid], ts, v, rid, sr, inp, outp)
-                for rid_, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
+        return [EventRecord(h, by_id[sid], ts, v, rid, sr, inp, outp)
+                for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
 
     def time_bounds(self) -> tuple[int | None, int | None]:
         row = self.conn.execute("SELECT min(bucket), max(bucket) FROM rollup_1h").fetchone()
