@@ -38,8 +38,9 @@ def change_json(c, all_features: list[str], *, with_diff: bool) -> dict:
         "id": c.id,
         "kind": c.kind,
         "target": c.target,
-        "features": list(c.features) if c.features else list(all_features),
-        "all_features": not c.features,
+        "features": [] if c.no_footprint else (list(c.features) if c.features else list(all_features)),
+        "all_features": not c.features and not c.no_footprint,
+        "footprint": "none" if c.no_footprint else ("listed" if c.features else "all"),
         "at": format_time(c.at),
         "by": c.by,
         "summary": c.summary,
@@ -106,12 +107,15 @@ def _source_text(c, base_dir: Path | None) -> str:
 
 
 def _ramp_text(ev: dict) -> str | None:
+    """`share on new by hour from 2026-11-26 18:00Z: 5% 39% 100%` (up to the first full hour)."""
     ramp = ev.get("ramp") or []
     if len(ramp) < 2:
         return None
-    steps = " ".join(f"{round(s * 100)}%" for _, s in ramp[:10])
-    more = " ..." if len(ramp) > 10 else ""
-    return f"share on new by hour from {_short_time(ramp[0][0])}: {steps}{more}"
+    shares = [s for _, s in ramp]
+    done = next((i for i, s in enumerate(shares) if s >= 0.995), len(shares) - 1)
+    shown = shares[:min(done + 1, 8)]
+    more = " ..." if done + 1 > len(shown) else ""
+    return f"share on new by hour from {_short_time(ramp[0][0])}: {' '.join(f'{round(s * 100)}%' for s in shown)}{more}"
 
 
 def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool = False,
@@ -131,8 +135,12 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
     for part in textwrap.wrap(c.summary or "", wrap) or [""]:
         if part:
             lines.append(Text(ind + part))
-    feats = ", ".join(c.features) if c.features else (
-        "every feature" + (f" ({', '.join(all_features)})" if all_features and len(all_features) <= 4 else ""))
+    if c.no_footprint:
+        feats = "none (nothing a configured feature uses)"
+    elif c.features:
+        feats = ", ".join(c.features)
+    else:
+        feats = "every feature" + (f" ({', '.join(all_features)})" if all_features and len(all_features) <= 4 else "")
     meta = [f"features: {feats}"]
     if c.by:
         by = f"by {c.by}"

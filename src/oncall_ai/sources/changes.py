@@ -89,6 +89,8 @@ class _Footprints:
 
     def for_file(self, which: str, key: str) -> tuple[tuple[str, ...], bool]:
         feats = self.cfg.features
+        if not feats and which != "judges":  # no features configured: the footprint is unknown
+            return (), True
         if which == "pins":
             found = sorted(n for n, f in feats.items() if pin_key(f) == key)
             return tuple(found), bool(found)
@@ -138,6 +140,10 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     """
     if feature is not None and cfg.features and feature not in cfg.features:
         raise UsageError(f"unknown feature {feature!r}; configured: {', '.join(sorted(cfg.features))}")
+    if cfg is None:  # no configuration: nothing to read (triage can run on a bare store)
+        cs = ChangeSet(start=start_ms, end=end_ms)
+        cs.notes.append("no configuration: no prompt repo, pins, indexes or judges to read")
+        return cs
     kinds = set(kinds) if kinds else None
     if kinds:
         bad = kinds - set(CHANGE_KINDS)
@@ -175,6 +181,11 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
             platform_paths[str(Path(rf.repo).resolve())].append(rf.file)
             _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
                       rubrics, current, window)
+        if not _same_repo(rf0.repo, cfg.prompt_repo):  # the prompt repo lists its own commits
+            from oncall_ai.sources.platform_files import other_changes
+
+            for c in other_changes(rf0.repo, window, [getattr(cfg, w).file for w in whiches]):
+                (found if c.at >= start_ms else link_only).append(c)
 
     # 2. the prompt repo
     if cfg.prompt_repo is not None:
@@ -351,6 +362,15 @@ def _traffic(cs, cfg, store, start_ms, end_ms, found, link_only, current, repos)
     return found
 
 
+def _names_sha(version: str | None, sha: str) -> bool:
+    """A version string that carries a commit's (abbreviated) sha: `rubric-dc7d39a`, `54d9c0c1`."""
+    if not version or len(sha) != 40:
+        return False
+    import re
+
+    return any(len(tok) >= 7 and sha.startswith(tok) for tok in re.split(r"[^0-9a-f]+", version.lower()))
+
+
 def _explaining_change(cfg, sw, pool) -> int | None:
     def affects(c):
         if c.details.get("recorded"):
@@ -365,7 +385,7 @@ def _explaining_change(cfg, sw, pool) -> int | None:
     elif sw.field == "prompt_version":
         v = sw.new.lower()
         by_sha = [c for c in pool if c.kind == "prompt" and len(v) >= 4
-                  and (c.id.startswith(v) or (c.to_value or "").lower() == v)]
+                  and (c.id.startswith(v) or (c.to_value or "").lower() == v or _names_sha(v, c.id))]
         if by_sha:
             return idx[id(by_sha[0])]
         cands = [c for c in pool if c.kind == "prompt" and c.details.get("recorded") and affects(c)]
@@ -374,10 +394,13 @@ def _explaining_change(cfg, sw, pool) -> int | None:
         indexes = set(cfg.features[sw.feature].indexes) if sw.feature in cfg.features else set()
         cands = [c for c in pool if c.kind == "index" and (c.target in indexes or affects(c))]
         hit = _pick(sw, cands, lambda c: (c.to_value or "") == sw.new)
-    else:  # judge_id
+    else:  # judge_id: a judge change for that metric (rubric commit, judges.yaml, recorded)
         cands = [c for c in pool if c.kind == "judge" and (c.target == sw.metric or c.details.get("recorded"))
                  and (c.affects(sw.feature) or c.target == sw.metric)]
-        hit = _pick(sw, cands, lambda c: _names_match(c.to_value, sw.new))
+        named = [c for c in cands if _names_sha(sw.new, c.id)]
+        if named:
+            return idx[id(named[0])]
+        hit = _pick(sw, cands, lambda c: _names_match(c.to_value, sw.new) or c.target == sw.metric)
     return idx[id(hit)] if hit is not None else None
 
 

@@ -169,13 +169,46 @@ class RepoWindow:
     patches: dict[str, str] | None  # sha -> patch of the platform files (None: diffs not read)
 
 
+def scope_paths(files: list[str]) -> list[str] | None:
+    """The folders the platform files live in (None: the whole repo, for files at its top): commits
+    touching anything there are listed too, so a repo's harmless commits (a README) show up without
+    flooding the timeline with a whole infra monorepo."""
+    folders = set()
+    for f in files:
+        parent = f.replace("\\", "/").rsplit("/", 1)[0] if "/" in f else ""
+        if not parent:
+            return None
+        folders.add(parent)
+    return sorted(folders)
+
+
 def read_repo_window(repo, files: list[str], start_ms: int, end_ms: int, *, with_diffs: bool = True,
                      only_sha: str | None = None) -> RepoWindow:
-    commits = log_commits(repo, start_ms, end_ms, paths=sorted(set(files)), name_status=True)
+    commits = log_commits(repo, start_ms, end_ms, paths=scope_paths(files), name_status=True)
     if only_sha:
         commits = [c for c in commits if c.sha == only_sha]
-    patches = show_patches(repo, [c.sha for c in commits], sorted(set(files))) if with_diffs else None
+    patches = show_patches(repo, [c.sha for c in commits], scope_paths(files)) if with_diffs else None
     return RepoWindow(commits, patches)
+
+
+def other_changes(repo_path: Path, window: RepoWindow, files: list[str]) -> list[Change]:
+    """Commits in the platform files' folders that touch none of them (a README, an unrelated
+    config): listed as kind "config" with no footprint, so that every commit shows up."""
+    out = []
+    platform = set(files)
+    for c in reversed(window.commits):
+        paths = [p for f in c.files for p in f.all_paths]
+        if not paths or platform & set(paths):
+            continue
+        diff = cap_diff(patch_for_paths(window.patches.get(c.sha, ""), set(paths))) or None \
+            if window.patches is not None else None
+        out.append(Change(
+            id=c.sha, kind="config", target=paths[0], features=(), at=c.at, by=c.by,
+            summary=f"{c.subject} (no pins, indexes or judges file)", source=f"git:{repo_path}",
+            rollback=None, diff=diff, paths=tuple(paths),
+            details={"subject": c.subject, "message": c.message, "authored_at": c.authored_at,
+                     "footprint": "none", "files": [[f.status, f.path] for f in c.files]}))
+    return out
 
 
 def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int, end_ms: int, *,
@@ -248,7 +281,7 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
                 id=c.sha, kind=kind, target=file, features=(), at=c.at, by=c.by,
                 summary=f"{file}: {what} ({c.subject})" if c.subject else f"{file}: {what}",
                 source=source, rollback=None, diff=diff, paths=(file,),
-                details={**details, "keys": []}))
+                details={**details, "keys": [], "footprint": "none"}))
         for key, lines in moved:
             feats, mapped = footprint(key)
             summary = "; ".join(lines)
@@ -262,6 +295,7 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
                 from_value=entry_value(which, old_entry) if key in last_good else None,
                 to_value=entry_value(which, new_entry) if key in new else None,
                 diff=diff, paths=(file,),
-                details={**details, "keys": lines, "mapped": mapped}))
+                details={**details, "keys": lines, "mapped": mapped,
+                         **({} if mapped or feats else {"footprint": "none"})}))
         last_good = new
     return result
