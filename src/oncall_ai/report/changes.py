@@ -76,12 +76,10 @@ def changes_json(cs, cfg, *, at_ms: int, with_diff: bool, schema: str = SCHEMA) 
 # --- text -------------------------------------------------------------------------------------
 
 def _width() -> int:
-    try:
-        cols = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        cols = 0
-    if not cols:
-        cols = os.get_terminal_size().columns if color_enabled() else WIDTH
+    """80 columns, fewer on a narrower terminal ($COLUMNS wins)."""
+    import shutil
+
+    cols = shutil.get_terminal_size((WIDTH, 24)).columns
     return max(40, min(WIDTH, cols))
 
 
