@@ -82,6 +82,8 @@ class _Footprints:
                         self._metric_features[s.metric].add(s.feature)
                 except OncallError as e:
                     self.cs.problem(f"store: {e.message}", e.exit_code)
+                except Exception as e:  # judge footprints fall back to every feature
+                    self.cs.problem(f"store: series not read: {type(e).__name__}: {e}", 2)
         return self._metric_features
 
     def judge(self, metric: str) -> tuple[str, ...]:
@@ -205,6 +207,9 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
             recorded = recorded_changes(store, start_ms - LINK_LAG_MS, end_ms)
         except OncallError as e:
             cs.problem(f"store {getattr(store, 'url', '')}: recorded changes not read: {e.message}", e.exit_code)
+            recorded = []
+        except Exception as e:  # a store failure we did not foresee: keep the git sources
+            cs.problem(f"store {getattr(store, 'url', '')}: recorded changes not read: {type(e).__name__}: {e}", 2)
             recorded = []
         found += [c for c in recorded if c.at >= start_ms]
         link_only += [c for c in recorded if c.at < start_ms]
@@ -344,6 +349,9 @@ def _traffic(cs, cfg, store, start_ms, end_ms, found, link_only, current, repos)
         switches = detect_switches(store, start_ms, end_ms)
     except OncallError as e:
         cs.problem(f"store: traffic versions not read: {e.message}", e.exit_code)
+        return found
+    except Exception as e:  # a store failure we did not foresee: keep the other sources
+        cs.problem(f"store {getattr(store, 'url', '')}: traffic versions not read: {type(e).__name__}: {e}", 2)
         return found
     pool = found + link_only
     linked: dict[int, list[dict]] = defaultdict(list)  # index in pool -> evidence
