@@ -110,7 +110,18 @@ def ensure_clickhouse_db(url: str) -> None:
     r.raise_for_status()
 
 
-def ingest(url: str, n: int, batch: int, days: float, reuse: bool) -> dict:
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of a local process (the ClickHouse server), from /proc."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def ingest(url: str, n: int, batch: int, days: float, reuse: bool, server_pid: int | None = None) -> dict:
     from oncall_ai.store import open_store
 
     if url.startswith(("clickhouse", "http")):
@@ -122,19 +133,29 @@ def ingest(url: str, n: int, batch: int, days: float, reuse: bool) -> dict:
         if have:
             raise SystemExit(f"{url} already holds {have:,} events: use an empty database, or --reuse")
         t_all = time.perf_counter()
-        t_store = 0.0
+        t_store = cpu_client = 0.0
+        cpu_server0 = cpu_seconds(server_pid)
         stored = 0
         for rows in batches(n, batch, days):
             t = time.perf_counter()
+            c = time.process_time()
             stored += store.write_events(rows, RULES)
             t_store += time.perf_counter() - t
+            cpu_client += time.process_time() - c
             if sys.stderr.isatty():
                 print(f"\r  {stored:,}/{n:,} events, {stored / t_store:,.0f}/s at the store", end="", file=sys.stderr)
         wall = time.perf_counter() - t_all
         if sys.stderr.isatty():
             print(file=sys.stderr)
-        return {"events": stored, "store_seconds": round(t_store, 2), "store_rate": round(stored / t_store),
-                "wall_seconds": round(wall, 2), "wall_rate_with_generation": round(stored / wall)}
+        cpu_server1 = cpu_seconds(server_pid)
+        out = {"events": stored, "store_seconds": round(t_store, 2), "store_rate": round(stored / t_store),
+               "wall_seconds": round(wall, 2), "wall_rate_with_generation": round(stored / wall),
+               "client_cpu_seconds": round(cpu_client, 2), "load_average": os.getloadavg()}
+        if cpu_server0 is not None and cpu_server1 is not None:
+            # Background merges keep running after the last insert; this counts until it returned.
+            out["server_cpu_seconds"] = round(cpu_server1 - cpu_server0, 2)
+            out["cpu_seconds_per_million"] = round((cpu_client + cpu_server1 - cpu_server0) / stored * 1e6, 2)
+        return out
 
 
 def file_ingest(url: str, n: int, workdir: Path) -> dict | None:
@@ -203,6 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sqlite-path", default=None)
     ap.add_argument("--file-events", type=int, default=0, help="also time `oncall-ai ingest FILE` on this many events")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--server-pid", type=int, default=None,
+                    help="pid of a local clickhouse-server, to report its CPU time (the number in $CI_TMP/clickhouse/launcher.pid)")
     a = ap.parse_args(argv)
     url = a.url
     if url is None:
@@ -215,7 +238,7 @@ def main(argv=None) -> int:
     from oncall_ai.store import open_store
 
     print(f"ClickHouse {url}: ingesting {a.events:,} events ...", file=sys.stderr)
-    results["clickhouse"]["ingest"] = ingest(url, a.events, a.batch, a.days, a.reuse)
+    results["clickhouse"]["ingest"] = ingest(url, a.events, a.batch, a.days, a.reuse, a.server_pid)
     with open_store(url) as s:
         results["clickhouse"]["server_version"] = ".".join(map(str, s.server_version))
         results["clickhouse"]["series"] = len(s.series())
@@ -239,7 +262,11 @@ def report(r: dict) -> None:
     ing = ch["ingest"]
     if not ing.get("skipped"):
         lines.append(f"  ingest at the store: {ing['store_rate']:,} events/s (target >= 300,000); "
-                     f"with row generation: {ing['wall_rate_with_generation']:,}/s")
+                     f"with row generation: {ing['wall_rate_with_generation']:,}/s; load average "
+                     f"{', '.join(f'{x:.1f}' for x in ing['load_average'])}")
+        if "cpu_seconds_per_million" in ing:
+            lines.append(f"  CPU per million events: {ing['cpu_seconds_per_million']} s (client {ing['client_cpu_seconds']} s, "
+                         f"server {ing['server_cpu_seconds']} s in all)")
     if ch.get("file_ingest"):
         fi = ch["file_ingest"]
         lines.append(f"  `oncall-ai ingest FILE` end to end: {fi['rate']:,} events/s on {fi['events']:,} events")
