@@ -100,6 +100,11 @@ _GOOD_FROM_ROW = (
 )
 
 
+def feature_metric_id(feature: str, metric: str) -> int:
+    """The events table's leading sort key: a 63-bit hash of (feature, metric)."""
+    return int.from_bytes(hashlib.blake2b(orjson.dumps([feature, metric]), digest_size=8).digest(), "big") & _MASK63
+
+
 def series_id(key: tuple) -> int:
     """A stable 63-bit id for a series key (feature, metric, source, slice_items, versions...)."""
     canon = orjson.dumps([key[0], key[1], key[2], [list(kv) for kv in key[3]], *key[4:8]])
@@ -119,11 +124,11 @@ def _m001_create_events(db: str, v: tuple[int, ...]) -> list[str]:
             model_id String, prompt_version String, index_version String, judge_id String
         ) ENGINE = ReplacingMergeTree() ORDER BY id""",
         f"""CREATE TABLE IF NOT EXISTS {db}.events (
-            id Int64, series_id UInt64, ts Int64{ts_codec}, value Float64,
+            fm UInt64, id Int64, series_id UInt64, ts Int64{ts_codec}, value Float64,
             good_op UInt8, good_threshold Float64,
             request_id Nullable(String), sample_rate Nullable(Float64),
             input Nullable(String){text_codec}, output Nullable(String){text_codec}
-        ) ENGINE = MergeTree() PARTITION BY {month.format(col='ts')} ORDER BY (series_id, ts)""",
+        ) ENGINE = MergeTree() PARTITION BY {month.format(col='ts')} ORDER BY (fm, ts)""",
         f"""CREATE TABLE IF NOT EXISTS {db}.rollup_1h (
             series_id UInt64, hour Int64, good_op UInt8, good_threshold Float64,
             n UInt64, total Float64, total_sq Float64, good UInt64
@@ -497,10 +502,11 @@ class ClickHouseStore(Store):
         # object once (hashing a nested tuple per row would cost more than the rest).
         obj_ids = list(map(id, cols[1]))
         objs = dict(zip(obj_ids, cols[1], strict=True))
-        sid_of, op_of, thr_of = {}, {}, {}
+        sid_of, fm_of, op_of, thr_of = {}, {}, {}, {}
         keys_by_sid = {}
         for oid, key in objs.items():
             sid = series_id(key)
+            fm_of[oid] = feature_metric_id(key[0], key[1])
             op, thr = _rule_parts(good_rules.get(key[1]))
             sid_of[oid], op_of[oid], thr_of[oid] = sid, op, thr
             keys_by_sid[sid] = key
@@ -510,7 +516,7 @@ class ClickHouseStore(Store):
         if new_series:
             self._insert_series(new_series)
         sids = list(map(sid_of.__getitem__, obj_ids))
-        existing = self._existing_ids(cols[0], sorted(keys_by_sid), cols[2])
+        existing = self._existing_ids(cols[0], sorted(set(fm_of.values())), cols[2])
         if existing:
             keep = [i for i, h in enumerate(cols[0]) if h not in existing]
             if not keep:
@@ -521,6 +527,7 @@ class ClickHouseStore(Store):
         ids, _, tss, values, request_ids, sample_rates, inputs, outputs = cols
         n = len(ids)
         block = native_block(n, [
+            ("fm", "UInt64", _fixed("Q", map(fm_of.__getitem__, obj_ids))),
             ("id", "Int64", _fixed("q", ids)),
             ("series_id", "UInt64", _fixed("Q", sids)),
             ("ts", "Int64", _fixed("q", tss)),
@@ -532,7 +539,7 @@ class ClickHouseStore(Store):
             ("input", "Nullable(String)", _col_nullable_strings(inputs)),
             ("output", "Nullable(String)", _col_nullable_strings(outputs)),
         ])
-        self._exec(f"INSERT INTO {self.db}.events (id, series_id, ts, value, good_op, good_threshold, request_id, "
+        self._exec(f"INSERT INTO {self.db}.events (fm, id, series_id, ts, value, good_op, good_threshold, request_id, "
                    f"sample_rate, input, output) FORMAT Native", data=block)
         return n
 
@@ -546,11 +553,11 @@ class ClickHouseStore(Store):
         self._series_ids.update(sid for _, sid in new)
         self._series_by_id = None
 
-    def _existing_ids(self, ids: Sequence[int], sids: list[int], tss: Sequence[int]) -> set[int]:
-        """Ids of this batch already stored: looked up among the batch's series and time range only,
-        which the primary key (series_id, ts) prunes to the granules the batch covers."""
+    def _existing_ids(self, ids: Sequence[int], fms: list[int], tss: Sequence[int]) -> set[int]:
+        """Ids of this batch already stored: looked up among the batch's features/metrics and time
+        range only, which the primary key (fm, ts) prunes to the granules the batch covers."""
         external: dict = {}
-        cond_series = self._in("series_id", sids, "UInt64", external)
+        cond_series = self._in("fm", fms, "UInt64", external)
         external["_ids"] = ("id Int64", _fixed("q", ids), "RowBinary")
         found = self._rows(f"SELECT id FROM {self.db}.events WHERE {cond_series} AND ts >= {min(tss)} "
                            f"AND ts <= {max(tss)} AND id IN _ids", external=external)
@@ -610,9 +617,17 @@ class ClickHouseStore(Store):
         else:
             result[key] = agg
 
+    def _events_where(self, ids: list[int], external: dict) -> str:
+        """Series ids as a condition on `events` that its sort key (fm, ts) can use."""
+        by_id = self._series_lookup(ids)
+        fms = sorted({feature_metric_id(s.feature, s.metric) for i in ids if (s := by_id.get(i)) is not None})
+        if not fms:
+            return "0"
+        return f"{self._in('fm', fms, 'UInt64', external)} AND {self._in('series_id', ids, 'UInt64', external)}"
+
     def _agg_raw(self, ids, ranges, bucket_ms, good_rule, result) -> None:
         external: dict = {}
-        cond = self._in("series_id", ids, "UInt64", external)
+        cond = self._events_where(ids, external)
         window = " OR ".join(f"(ts >= {int(a)} AND ts < {int(b)})" for a, b in ranges)
         good = f"countIf({_rule_sql(good_rule)})" if good_rule is not None else "0"
         rows = self._rows(
@@ -666,7 +681,7 @@ class ClickHouseStore(Store):
             hi = max(h for _, h in chunk) + HOUR_MS
             raw = self._rows(
                 f"SELECT series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS} AS hr, countIf({_rule_sql(good_rule)}) "
-                f"FROM {self.db}.events WHERE series_id IN ({','.join(map(str, sids))}) AND ts >= {lo} AND ts < {hi} "
+                f"FROM {self.db}.events WHERE {self._events_where(sids, {})} AND ts >= {lo} AND ts < {hi} "
                 f"AND (series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS}) IN ({pairs}) GROUP BY series_id, hr")
             counted = self._rows(
                 f"SELECT series_id, hour, sumIf(good, {same}) FROM {self.db}.rollup_1h "
@@ -693,7 +708,7 @@ class ClickHouseStore(Store):
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
         by_id = self._series_lookup(ids)
         external: dict = {}
-        cond = self._in("series_id", ids, "UInt64", external)
+        cond = self._events_where(ids, external)
         text = "input, output" if with_text else "NULL, NULL"
         sql = (f"SELECT id, series_id, ts, value, request_id, sample_rate, {text} FROM {self.db}.events "
                f"WHERE {cond} AND ts >= {int(start)} AND ts < {int(end)} ORDER BY {order_sql}")
