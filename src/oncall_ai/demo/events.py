@@ -278,7 +278,7 @@ class EventWriter:
                     ev = {"ts": ts_value, "id": f"{rid}:{jmetric}", "metric": jmetric, "value": score,
                           "source": "judge", **common, "judge_id": jid, "sample_rate": JUDGE_SAMPLE_RATE,
                           "input": content.INPUTS[f][LANGS[li]][counter % len(content.INPUTS[f][LANGS[li]])],
-                          "output": content.output_text(f, score, counter)}
+                          "output": content.output_text(f, score, counter, LANGS[li])}
                     nl((ts, dumps(ev) + b"\n"))
                 if rated:
                     pd = 1.0 / (1.0 + math.exp(-(td_a - THUMBS_SLOPE * (h - 4.0))))

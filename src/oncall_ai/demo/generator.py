@@ -156,7 +156,7 @@ def _calibration(planner: Planner, judge_changes: dict[str, list[tuple[int, str,
             item_id = f"{metric}-{i + 1:03d}"
             bank = content.INPUTS[f][lang]
             items.append({"id": item_id, "metric": metric, "input": bank[i % len(bank)],
-                          "output": content.output_text(f, human, i), "human_score": human,
+                          "output": content.output_text(f, human, i, lang), "human_score": human,
                           "feature": f, "slice": {"language": lang}})
             latent[item_id] = human + rng.gauss(0.0, 0.3)
     # Run schedule: daily at a fixed time, and half an hour after each judge change.
