@@ -279,3 +279,13 @@ def test_promtool_accepts_the_exported_counters(config_file, run_cli, tmp_path):
     r = run_cli("--config", config_file(), "export", "prometheus", "--at", AT)
     p = subprocess.run([promtool, "check", "metrics"], input=r.stdout, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_missing_store_is_unknown_and_not_created(run_cli, tmp_path):
+    db = tmp_path / "nope.db"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base_config(db)))
+    r = run_cli("--config", path, "slo", "check")
+    assert r.exit_code == 3 and "no such file" in r.stderr
+    assert not db.exists()
+    assert run_cli("--config", path, "slo", "status").exit_code == 2

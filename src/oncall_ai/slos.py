@@ -41,11 +41,23 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
             continue
         for w in slo_math.windows_needed(slo.window_ms):
             wanted.setdefault((w, slo.metric), set()).update(ids)
+    # The windows all end at at_ms, so they nest: query each metric's windows as rings
+    # [at - w_i, at - w_(i-1)) and add up, so every event and rollup cell is read once.
     per_series: dict[tuple[int, str], dict[int, Counts]] = {}
-    for (w, metric), ids in sorted(wanted.items()):
+    metrics = sorted({m for (_w, m) in wanted})
+    for metric in metrics:
         rule = cfg.metric(metric).good
-        aggs = store.aggregate(ids, at_ms - w, at_ms, good_rule=rule)
-        per_series[(w, metric)] = {sid: Counts(a.n, a.good or 0) for (sid, _b), a in aggs.items()}
+        ws = sorted(w for (w, m) in wanted if m == metric)
+        running: dict[int, Counts] = {}
+        prev = 0
+        for w in ws:
+            # ids needed by this window or any longer one (a longer window includes this ring)
+            ids = set().union(*(wanted[(w2, metric)] for w2 in ws if w2 >= w))
+            aggs = store.aggregate(ids, at_ms - w, at_ms - prev, good_rule=rule)
+            for (sid, _b), a in aggs.items():
+                running[sid] = running.get(sid, Counts()) + Counts(a.n, a.good or 0)
+            per_series[(w, metric)] = dict(running)
+            prev = w
     out: dict[str, dict[int, Counts]] = {}
     for slo in slos:
         counts = {}

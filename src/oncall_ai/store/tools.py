@@ -25,11 +25,6 @@ def backend_name(store: Store) -> str:
 def schema_version(store: Store) -> int | None:
     if hasattr(store, "schema_version"):
         return store.schema_version()
-    db = getattr(store, "db", None)
-    if db is not None:  # SQLite: sqlite-utils migrations
-        from oncall_ai.store.sqlite import migrations
-
-        return len(migrations.applied(db))
     return None
 
 
