@@ -17,6 +17,7 @@ from oncall_ai.config import Config, SLOConfig
 from oncall_ai.store.base import Series, Store
 
 SAMPLE_PROBE_EVENTS = 500
+_RECENT_MS = 24 * HOUR_MS  # windows shorter than this are answered from the last day's hourly cells
 
 
 def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
@@ -41,36 +42,83 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
             continue
         for w in slo_math.windows_needed(slo.window_ms):
             wanted.setdefault((w, slo.metric), set()).update(ids)
-    # The windows all end at at_ms, so they nest: query each metric's windows as rings
-    # [at - w_i, at - w_(i-1)) and add up, so every event and rollup cell is read once.
-    per_series: dict[tuple[int, str], dict[int, Counts]] = {}
-    metrics = sorted({m for (_w, m) in wanted})
-    for metric in metrics:
+    # The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
+    #   head [at - w, next hour)  +  whole hours [next hour, h0)  +  tail [h0, at)
+    # (h0 = the hour at_ms is in). The last day's whole hours come from one hourly-bucketed rollup
+    # query, which also tells which series have events in each hour: the head and tail raw queries
+    # then only ask for those (most series of a sliced, versioned metric are quiet in any one
+    # hour). Older whole hours are read as rings between consecutive windows (rollups only, each
+    # cell read once). Far fewer and cheaper queries than asking the store for every window.
+    per_series: dict[tuple[int, str], dict[int, list[int]]] = {}
+    h0 = at_ms - at_ms % HOUR_MS
+    for metric in sorted({m for (_w, m) in wanted}):
         rule = cfg.metric(metric).good
         ws = sorted(w for (w, m) in wanted if m == metric)
-        running: dict[int, Counts] = {}
-        prev = 0
+        ids_from = {w: set().union(*(wanted[(w2, metric)] for w2 in ws if w2 >= w)) for w in ws}
+
+        def read(ids, start, end, rule=rule):
+            acc: dict[int, list[int]] = {}
+            if end > start and ids:
+                for (sid, _b), a in store.aggregate(ids, start, end, good_rule=rule).items():
+                    acc[sid] = [a.n, a.good or 0]
+            return acc
+
+        recent = [w for w in ws if w < _RECENT_MS]
+        lo = h0 - (-(-max(recent) // HOUR_MS) * HOUR_MS) if recent else h0  # earliest bucket used
+        by_bucket: dict[int, dict[int, list[int]]] = {}
+        if recent:
+            for (sid, b), a in store.aggregate(ids_from[ws[0]], lo, h0 + HOUR_MS, bucket_ms=HOUR_MS,
+                                               good_rule=rule).items():
+                by_bucket.setdefault(b, {})[sid] = [a.n, a.good or 0]
+
+        def active(bucket, ids, lo=lo, recent=recent, by_bucket=by_bucket):
+            if lo <= bucket <= h0 and recent:
+                return ids.intersection(by_bucket.get(bucket, ()))
+            return ids
+
+        tail = read(active(h0, ids_from[ws[0]]), h0, at_ms)
+        hours: dict[int, list[int]] = {}  # whole hours [boundary, h0), growing backwards
+        boundary = h0
         for w in ws:
-            # ids needed by this window or any longer one (a longer window includes this ring)
-            ids = set().union(*(wanted[(w2, metric)] for w2 in ws if w2 >= w))
-            aggs = store.aggregate(ids, at_ms - w, at_ms - prev, good_rule=rule)
-            for (sid, _b), a in aggs.items():
-                running[sid] = running.get(sid, Counts()) + Counts(a.n, a.good or 0)
-            per_series[(w, metric)] = dict(running)
-            prev = w
+            start = at_ms - w
+            if start >= h0:  # inside the current hour: one raw query
+                per_series[(w, metric)] = read(active(h0, ids_from[w]), start, at_ms)
+                continue
+            next_hour = -(-start // HOUR_MS) * HOUR_MS
+            while boundary > next_hour and boundary > lo:
+                boundary -= HOUR_MS
+                _add_into(hours, by_bucket.get(boundary, {}))
+            if next_hour < boundary:
+                _add_into(hours, read(ids_from[w], next_hour, boundary))
+                boundary = next_hour
+            cells = {sid: list(c) for sid, c in hours.items()}
+            _add_into(cells, tail)
+            _add_into(cells, read(active(next_hour - HOUR_MS, ids_from[w]), start, next_hour))
+            per_series[(w, metric)] = cells
     out: dict[str, dict[int, Counts]] = {}
     for slo in slos:
         counts = {}
         for w in slo_math.windows_needed(slo.window_ms):
             cells = per_series.get((w, slo.metric), {})
-            total = Counts()
+            n = good = 0
             for s in series_by_slo[slo.name]:
                 c = cells.get(s.id)
                 if c is not None:
-                    total = total + c
-            counts[w] = total
+                    n += c[0]
+                    good += c[1]
+            counts[w] = Counts(n, good)
         out[slo.name] = counts
     return out
+
+
+def _add_into(acc: dict[int, list[int]], more: dict[int, list[int]]) -> None:
+    for sid, (n, good) in more.items():
+        c = acc.get(sid)
+        if c is None:
+            acc[sid] = [n, good]
+        else:
+            c[0] += n
+            c[1] += good
 
 
 def recent_sample_rate(store: Store, series: list[Series], at_ms: int) -> float | None:

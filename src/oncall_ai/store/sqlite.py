@@ -25,10 +25,26 @@ import orjson
 from oncall_ai.errors import StoreError
 from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventRecord, Series, Store
 
-try:  # sqlite-utils >= 4
-    from sqlite_utils import Database, Migrations
-except ImportError:  # pragma: no cover - pinned in pyproject
-    raise
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas and numpy whenever they are installed (for DataFrame support the
+    store never uses): over a second of start-up for every command. Hide them while it loads, unless
+    the process already imported them; afterwards they import normally."""
+    import sys
+
+    hidden = [m for m in ("pandas", "numpy") if m not in sys.modules]
+    for m in hidden:
+        sys.modules[m] = None  # makes `import m` raise ImportError, which sqlite-utils tolerates
+    try:
+        import sqlite_utils
+    finally:
+        for m in hidden:
+            if sys.modules.get(m) is None:
+                del sys.modules[m]
+    return sqlite_utils.Database, sqlite_utils.Migrations
+
+
+Database, Migrations = _import_sqlite_utils()  # sqlite-utils >= 4
 
 migrations = Migrations("oncall_ai")
 
@@ -290,10 +306,12 @@ class SQLiteStore(Store):
         result: dict[tuple[int, int | None], Agg] = {}
         if not ids or end <= start:
             return result
-        use_rollups = (bucket_ms is None or bucket_ms % HOUR_MS == 0) and self._rollups_usable(ids, good_rule)
+        first_full = -(-start // HOUR_MS) * HOUR_MS
+        last_full = end - end % HOUR_MS
+        # (no full hour in the window: raw events answer it, no need to check the rollup rules)
+        use_rollups = (first_full < last_full and (bucket_ms is None or bucket_ms % HOUR_MS == 0)
+                       and self._rollups_usable(ids, good_rule))
         if use_rollups:
-            first_full = -(-start // HOUR_MS) * HOUR_MS
-            last_full = end - end % HOUR_MS
             if first_full < last_full:
                 self._query_rollups(ids, first_full, last_full, bucket_ms, good_rule, result)
                 if start < first_full:
