@@ -33,92 +33,91 @@ def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
 
 def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
                   at_ms: int) -> dict[str, dict[int, Counts]]:
-    """Counts per SLO per window ending at at_ms, with as few store calls as possible."""
-    # (window, metric) -> the series ids of every SLO that needs it
-    wanted: dict[tuple[int, str], set[int]] = {}
-    for slo in slos:
-        ids = {s.id for s in series_by_slo[slo.name]}
-        if not ids:
-            continue
-        for w in slo_math.windows_needed(slo.window_ms):
-            wanted.setdefault((w, slo.metric), set()).update(ids)
-    # The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
-    #   head [at - w, next hour)  +  whole hours [next hour, h0)  +  tail [h0, at)
-    # (h0 = the hour at_ms is in). The last day's whole hours come from one hourly-bucketed rollup
-    # query, which also tells which series have events in each hour: the head and tail raw queries
-    # then only ask for those (most series of a sliced, versioned metric are quiet in any one
-    # hour). Older whole hours are read as rings between consecutive windows (rollups only, each
-    # cell read once). Far fewer and cheaper queries than asking the store for every window.
-    per_series: dict[tuple[int, str], dict[int, list[int]]] = {}
-    h0 = at_ms - at_ms % HOUR_MS
-    for metric in sorted({m for (_w, m) in wanted}):
-        rule = cfg.metric(metric).good
-        ws = sorted(w for (w, m) in wanted if m == metric)
-        ids_from = {w: set().union(*(wanted[(w2, metric)] for w2 in ws if w2 >= w)) for w in ws}
+    """Counts per SLO per window ending at at_ms, with as few store calls as possible.
 
-        def read(ids, start, end, rule=rule):
-            acc: dict[int, list[int]] = {}
-            if end > start and ids:
-                for (sid, _b), a in store.aggregate(ids, start, end, good_rule=rule).items():
-                    acc[sid] = [a.n, a.good or 0]
-            return acc
+    The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
+        head [at - w, next hour)  +  whole hours [next hour, h0)  +  tail [h0, at)
+    (h0 = the hour at_ms is in). The last day's whole hours come from one hourly-bucketed rollup
+    query, which also tells which series have events in each hour: the head and tail raw queries
+    then only ask for those (most series of a sliced, versioned metric are quiet in any one hour).
+    Older whole hours are read as rings between consecutive windows (rollups only, each cell read
+    once). Every piece goes straight into per-SLO sums."""
+    out: dict[str, dict[int, Counts]] = {}
+    h0 = at_ms - at_ms % HOUR_MS
+    for slo in slos:
+        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms)}
+    for metric in sorted({slo.metric for slo in slos}):
+        group = [slo for slo in slos if slo.metric == metric and series_by_slo[slo.name]]
+        if not group:
+            continue
+        rule = cfg.metric(metric).good
+        owners: dict[int, list[int]] = {}  # series id -> indexes (in group) of the SLOs counting it
+        for i, slo in enumerate(group):
+            for srs in series_by_slo[slo.name]:
+                owners.setdefault(srs.id, []).append(i)
+        needs = [set(slo_math.windows_needed(slo.window_ms)) for slo in group]
+        ws = sorted(set().union(*needs))
+        longest = [max(n) for n in needs]
+        ids_from = {w: {sid for sid, own in owners.items() if any(longest[i] >= w for i in own)} for w in ws}
+
+        def per_slo(cells, owners=owners, size=len(group)) -> list[list[int]]:
+            sums = [[0, 0] for _ in range(size)]
+            for (sid, _b), a in cells.items():
+                for i in owners.get(sid, ()):
+                    sums[i][0] += a.n
+                    sums[i][1] += a.good or 0
+            return sums
+
+        def read(ids, start, end, rule=rule, per_slo=per_slo, size=len(group)) -> list[list[int]]:
+            if end <= start or not ids:
+                return [[0, 0] for _ in range(size)]
+            return per_slo(store.aggregate(ids, start, end, good_rule=rule))
 
         recent = [w for w in ws if w < _RECENT_MS]
-        lo = h0 - (-(-max(recent) // HOUR_MS) * HOUR_MS) if recent else h0  # earliest bucket used
-        by_bucket: dict[int, dict[int, list[int]]] = {}
+        lo = h0 - (-(-max(recent) // HOUR_MS) * HOUR_MS) if recent else h0  # earliest hour they touch
+        by_bucket: dict[int, dict] = {}
         if recent:
             for (sid, b), a in store.aggregate(ids_from[ws[0]], lo, h0 + HOUR_MS, bucket_ms=HOUR_MS,
                                                good_rule=rule).items():
-                by_bucket.setdefault(b, {})[sid] = [a.n, a.good or 0]
+                by_bucket.setdefault(b, {})[(sid, None)] = a
 
-        def active(bucket, ids, lo=lo, recent=recent, by_bucket=by_bucket):
-            if lo <= bucket <= h0 and recent:
-                return ids.intersection(by_bucket.get(bucket, ()))
+        def active(bucket, ids, lo=lo, by_bucket=by_bucket, known=bool(recent)):
+            if known and lo <= bucket <= h0:
+                cells = by_bucket.get(bucket, {})
+                return {sid for sid in ids if (sid, None) in cells}
             return ids
 
         tail = read(active(h0, ids_from[ws[0]]), h0, at_ms)
-        hours: dict[int, list[int]] = {}  # whole hours [boundary, h0), growing backwards
+        hours = [[0, 0] for _ in group]  # whole hours [boundary, h0), growing backwards
         boundary = h0
         for w in ws:
             start = at_ms - w
             if start >= h0:  # inside the current hour: one raw query
-                per_series[(w, metric)] = read(active(h0, ids_from[w]), start, at_ms)
+                _store(out, group, needs, w, read(active(h0, ids_from[w]), start, at_ms))
                 continue
             next_hour = -(-start // HOUR_MS) * HOUR_MS
             while boundary > next_hour and boundary > lo:
                 boundary -= HOUR_MS
-                _add_into(hours, by_bucket.get(boundary, {}))
+                _add_sums(hours, per_slo(by_bucket.get(boundary, {})))
             if next_hour < boundary:
-                _add_into(hours, read(ids_from[w], next_hour, boundary))
+                _add_sums(hours, read(ids_from[w], next_hour, boundary))
                 boundary = next_hour
-            cells = {sid: list(c) for sid, c in hours.items()}
-            _add_into(cells, tail)
-            _add_into(cells, read(active(next_hour - HOUR_MS, ids_from[w]), start, next_hour))
-            per_series[(w, metric)] = cells
-    out: dict[str, dict[int, Counts]] = {}
-    for slo in slos:
-        counts = {}
-        for w in slo_math.windows_needed(slo.window_ms):
-            cells = per_series.get((w, slo.metric), {})
-            n = good = 0
-            for s in series_by_slo[slo.name]:
-                c = cells.get(s.id)
-                if c is not None:
-                    n += c[0]
-                    good += c[1]
-            counts[w] = Counts(n, good)
-        out[slo.name] = counts
+            head = read(active(next_hour - HOUR_MS, ids_from[w]), start, next_hour)
+            _store(out, group, needs, w, [[h[0] + t[0] + d[0], h[1] + t[1] + d[1]]
+                                          for h, t, d in zip(hours, tail, head, strict=True)])
     return out
 
 
-def _add_into(acc: dict[int, list[int]], more: dict[int, list[int]]) -> None:
-    for sid, (n, good) in more.items():
-        c = acc.get(sid)
-        if c is None:
-            acc[sid] = [n, good]
-        else:
-            c[0] += n
-            c[1] += good
+def _add_sums(acc: list[list[int]], more: list[list[int]]) -> None:
+    for a, m in zip(acc, more, strict=True):
+        a[0] += m[0]
+        a[1] += m[1]
+
+
+def _store(out, group, needs, w, sums) -> None:
+    for i, slo in enumerate(group):
+        if w in needs[i]:
+            out[slo.name][w] = Counts(sums[i][0], sums[i][1])
 
 
 def recent_sample_rate(store: Store, series: list[Series], at_ms: int) -> float | None:
@@ -151,8 +150,11 @@ def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] 
     if names:
         wanted = set(names)
         slos = [s for s in slos if s.name in wanted]
-    all_series = store.series()
-    series_by_slo = {slo.name: slo_series(all_series, slo) for slo in slos}
+    by_pair: dict[tuple[str, str], list[Series]] = {}
+    for slo in slos:  # only the series of the SLOs' features and metrics (an indexed lookup each)
+        if (slo.feature, slo.metric) not in by_pair:
+            by_pair[(slo.feature, slo.metric)] = store.series(slo.feature, slo.metric)
+    series_by_slo = {slo.name: slo_series(by_pair[(slo.feature, slo.metric)], slo) for slo in slos}
     counts = window_counts(store, cfg, slos, series_by_slo, at_ms)
     out = []
     for slo in slos:
