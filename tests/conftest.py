@@ -41,3 +41,29 @@ def run_cli():
         return runner.invoke(app, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
 
     return _run
+
+
+# --- stores: every command test can run on SQLite and on ClickHouse ---------------------------
+
+STORE_BACKENDS = ("sqlite", "clickhouse")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request, tmp_path, monkeypatch):
+    """A fresh, empty store URL: a SQLite file, or a new database on the ClickHouse server named by
+    $ONCALL_AI_TEST_CLICKHOUSE (skipped when unset outside CI; a failure when CI=true).
+    Use it as `store:` in a test config or with `--store`."""
+    for var in ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+        return
+    from clickhouse_helpers import FreshDatabase, server_url
+
+    if server_url() is None:
+        pytest.skip("no ClickHouse server: set ONCALL_AI_TEST_CLICKHOUSE=http://127.0.0.1:PORT (see .ci/setup-clickhouse.sh)")
+    db = FreshDatabase()
+    try:
+        yield db.url
+    finally:
+        db.drop()

@@ -11,22 +11,12 @@ import importlib
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click  # typer bundles its own Click
 from typer.core import TyperGroup
 
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
-
-# typer >= 0.2x bundles its own copy of Click: its exceptions are not click's. Catch both, and raise
-# typer.Exit (which typer's main loop, and CliRunner, understand) from the error boundary.
-try:
-    from typer._click import exceptions as _typer_click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _typer_click = click.exceptions
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
-_ABORT = (click.exceptions.Abort, typer.Abort)
 
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -121,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except _EXIT as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except _CLICK_ERRORS as e:  # usage errors: exit 2
+    except click.exceptions.ClickException as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except _ABORT:
+    except typer.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -85,6 +85,7 @@ class Validator:
         self.good_rules = {name: m.good for name, m in self.metrics.items()}
         self._default_source = {name: m.source for name, m in self.metrics.items()}
         self._scale = {name: m.scale for name, m in self.metrics.items() if m.scale}
+        self._keys: dict[tuple, tuple] = {}  # interned series keys: less memory, cheaper pickling
 
     def row(self, obj) -> tuple:
         if not isinstance(obj, dict):
@@ -180,6 +181,7 @@ class Validator:
                 raise Reject("'id' is empty")
             h = id_hash(eid)
         key = (feature, metric, source, slice_items, versions[0], versions[1], versions[2], versions[3])
+        key = self._keys.setdefault(key, key)
         return (h, key, ts_ms, value, request_id, sample_rate, inp, out)
 
 
@@ -232,9 +234,9 @@ def _is_csv(path: str) -> bool:
     return name.endswith(".csv")
 
 
-def read_jsonl(stream, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
+def read_jsonl(stream, max_line_bytes: int = MAX_LINE_BYTES, first_line: int = 1) -> Iterator[Item]:
     loads = orjson.loads
-    lineno = 0
+    lineno = first_line - 1
     for raw in stream:
         lineno += 1
         if len(raw) > max_line_bytes:
@@ -334,6 +336,74 @@ def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]
             stream.close()
 
 
+# --- parallel parsing of large plain JSON Lines files ---------------------------------------
+#
+# Parsing and validating is most of ingest's CPU time; the SQLite writer is single-threaded. For a
+# large plain .jsonl file, worker processes parse blocks of lines while the main process writes, in
+# file order, so results (and rejects) are the same as the serial path.
+
+BLOCK_BYTES = 4 << 20
+PARALLEL_MIN_BYTES = 32 << 20
+
+_worker_validator: Validator | None = None
+_worker_max_line = MAX_LINE_BYTES
+
+
+def _worker_init(validator: Validator, max_line_bytes: int) -> None:
+    global _worker_validator, _worker_max_line
+    import gc
+
+    gc.disable()  # no reference cycles are made here; the collector only costs time
+    _worker_validator = validator
+    _worker_max_line = max_line_bytes
+
+
+def parse_block(data: bytes, first_line: int, validator: Validator, max_line_bytes: int):
+    """Parse and validate a block of whole lines: (rows, rejects as (line, reason, raw), lines read)."""
+    rows = []
+    rejects = []
+    row = validator.row
+    nread = 0
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for lineno, obj, raw in read_jsonl(lines, max_line_bytes, first_line=first_line):
+        nread += 1
+        if isinstance(obj, Reject):
+            rejects.append((lineno, str(obj), raw))
+            continue
+        try:
+            rows.append(row(obj))
+        except Reject as e:
+            rejects.append((lineno, str(e), raw))
+    return rows, rejects, nread
+
+
+def _parse_block_in_worker(args):
+    data, first_line = args
+    return parse_block(data, first_line, _worker_validator, _worker_max_line)
+
+
+def _blocks(stream, block_bytes: int = BLOCK_BYTES):
+    """(bytes of whole lines, number of its first line) from a binary stream."""
+    carry = b""
+    line = 1
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            if carry:
+                yield carry, line
+            return
+        data = carry + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        block, carry = data[: cut + 1], data[cut + 1 :]
+        yield block, line
+        line += block.count(b"\n")
+
+
 # --- the writer ---------------------------------------------------------------------------
 
 class Ingestor:
@@ -376,6 +446,16 @@ class Ingestor:
             if len(batch) >= self.batch_size:
                 self.flush()
 
+    def add_parsed(self, name: str, rows: list[tuple], rejects: list[tuple], nread: int) -> None:
+        """Rows and rejects parsed elsewhere (a worker process)."""
+        self.result.read += nread
+        for lineno, reason, raw in rejects:
+            self.reject(name, lineno, reason, raw)
+        batch = self._batch
+        batch.extend(rows)
+        if len(batch) >= self.batch_size:
+            self.flush()
+
     def flush(self) -> None:
         if self._batch:
             new = self.store.write_events(self._batch, self.validator.good_rules)
@@ -396,7 +476,7 @@ class Ingestor:
 
 def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path: str | None = None,
                  max_line_bytes: int = MAX_LINE_BYTES, progress: Callable[[str, int], None] | None = None,
-                 batch_size: int = BATCH_SIZE) -> IngestResult:
+                 batch_size: int = BATCH_SIZE, workers: int | None = None) -> IngestResult:
     """Ingest files (JSONL, .jsonl.gz, CSV, '-' for stdin). Missing files raise UsageError before
     anything is written."""
     for p in paths:
@@ -404,22 +484,61 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
             raise UsageError(f"{p}: no such file")
         if p != "-" and os.path.isdir(p):
             raise UsageError(f"{p}: is a folder, not a file of events")
+    import gc
+
     ing = Ingestor(store, config, rejects_path=rejects_path, batch_size=batch_size)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of small tuples and no cycles: the cyclic collector only costs time
     try:
         for p in paths:
             name = "<stdin>" if p == "-" else p
             ing.result.files.append(name)
             before = ing.result.read
-            items = iter_file(p, max_line_bytes)
-            if progress is not None:
-                items = _counting(items, name, progress)
-            ing.add_items(name, items)
+            if workers is None:
+                n_workers = min(2, os.cpu_count() or 1)
+            else:
+                n_workers = workers
+            if (n_workers > 1 and p != "-" and not p.endswith(".gz") and not _is_csv(p)
+                    and os.path.getsize(p) >= PARALLEL_MIN_BYTES):
+                _ingest_parallel(ing, p, name, n_workers, max_line_bytes, progress)
+            else:
+                items = iter_file(p, max_line_bytes)
+                if progress is not None:
+                    items = _counting(items, name, progress)
+                ing.add_items(name, items)
             if ing.result.read == before:
                 ing.reject(name, 0, "empty file: no records", None)
                 ing.result.read += 1
     finally:
         result = ing.close()
+        if gc_was_enabled:
+            gc.enable()
     return result
+
+
+def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line_bytes: int, progress) -> None:
+    import multiprocessing
+    from collections import deque
+
+    ctx = multiprocessing.get_context("fork")
+    with open(path, "rb") as f, ctx.Pool(workers, initializer=_worker_init,
+                                         initargs=(ing.validator, max_line_bytes)) as pool:
+        pending: deque = deque()
+        blocks = _blocks(f)
+        done = False
+        while True:
+            # Keep a bounded number of blocks in flight (memory stays flat on huge files).
+            while not done and len(pending) < 2 * workers + 1:
+                try:
+                    pending.append(pool.apply_async(_parse_block_in_worker, (next(blocks),)))
+                except StopIteration:
+                    done = True
+            if not pending:
+                break
+            rows, rejects, nread = pending.popleft().get()
+            ing.add_parsed(name, rows, rejects, nread)
+            if progress is not None:
+                progress(name, ing.result.read)
 
 
 def _counting(items: Iterator[Item], name: str, progress) -> Iterator[Item]:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 from oncall_ai.errors import UsageError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 MS_MIN = 946_684_800_000  # 2000-01-01: earlier timestamps are almost certainly unit mistakes
@@ -26,11 +27,11 @@ def now_ms() -> int:
 
 
 def parse_duration_ms(text: str) -> int:
-    """'15m' -> 900000. Raises ValueError with a readable message."""
-    m = _DURATION.match(str(text))
-    if not m:
+    """'15m' -> 900000; '1h30m' works too. Raises ValueError with a readable message."""
+    compact = str(text).strip().replace(" ", "")
+    if not _DURATION.match(compact):
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 6h, 7d)")
-    value = float(m.group(1)) * _UNIT_MS[m.group(2)]
+    value = sum(float(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(compact))
     if value <= 0:
         raise ValueError(f"duration must be positive: {text!r}")
     return int(value)

@@ -2,10 +2,14 @@
 
 Layout (see store/base.py for the model):
 - `series`     one row per (feature, metric, source, slice, versions); '' stands for "absent".
-- `event_ids`  the 64-bit id hash of every stored event: the dedup set (idempotent ingest).
-- `events`     WITHOUT ROWID, clustered by (series_id, ts, h): a slice's time range is one range scan.
-- `event_text` input/output text, only for events that carry it.
-- `rollup_1h`  (series_id, hour) -> n, sum, sum of squares, good: slice/time questions read these.
+- `event_keys` the dedup set: (week of ts, 64-bit hash of the id). Keyed by time so that inserts stay
+  cache-local at tens of millions of events: an id is unique within the UTC week of its timestamp
+  (an event's id and serving time are fixed when it is scored, so re-ingesting never duplicates).
+- `events`     append-only (rowid order = ingest order), no secondary index: cheap to write.
+- `event_ranges` a zone map: for each hour, the rowid ranges of `events` that hold its events. Raw
+  reads scan only those ranges (ingest is mostly in time order, so they are tight).
+- `event_text` input/output text by event rowid, only for events that carry it.
+- `rollup_1h`  (hour, series_id) -> n, sum, sum of squares, good: slice/time questions read these.
 - `rollup_rules` the good rule each metric's rollup `good` was counted with. When the config's rule
   differs, queries fall back to raw events (exact, slower) and `oncall-ai store rebuild-rollups` fixes it.
 - `docs`       small JSON documents by (kind, id).
@@ -25,32 +29,10 @@ import orjson
 from oncall_ai.errors import StoreError
 from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventRecord, Series, Store
 
-
-def _import_sqlite_utils():
-    """sqlite-utils imports pandas and numpy whenever they are installed (for DataFrame support the
-    store never uses): over a second of start-up for every command. Hide them while it loads, unless
-    the process already imported them; afterwards they import normally."""
-    import sys
-
-    hidden = [m for m in ("pandas", "numpy") if m not in sys.modules]
-    for m in hidden:
-        sys.modules[m] = None  # makes `import m` raise ImportError, which sqlite-utils tolerates
-    try:
-        import sqlite_utils
-    finally:
-        for m in hidden:
-            if sys.modules.get(m) is None:
-                del sys.modules[m]
-    return sqlite_utils.Database, sqlite_utils.Migrations
+MIGRATION_SET = "oncall_ai"
 
 
-Database, Migrations = _import_sqlite_utils()  # sqlite-utils >= 4
-
-migrations = Migrations("oncall_ai")
-
-
-@migrations()
-def m001_create_events(db: Database) -> None:
+def m001_create_events(db) -> None:
     db.executescript(
         """
         CREATE TABLE series (
@@ -66,33 +48,37 @@ def m001_create_events(db: Database) -> None:
         );
         CREATE UNIQUE INDEX series_key ON series
             (feature, metric, source, slice, model_id, prompt_version, index_version, judge_id);
-        CREATE TABLE event_ids (h INTEGER PRIMARY KEY);
+        -- dedup set: (week of ts, 64-bit id hash); keyed by time so inserts stay cache-local
+        CREATE TABLE event_keys (w INTEGER NOT NULL, h INTEGER NOT NULL, PRIMARY KEY (w, h)) WITHOUT ROWID;
+        -- raw events, append-only in ingest order
         CREATE TABLE events (
             series_id INTEGER NOT NULL,
             ts INTEGER NOT NULL,
             h INTEGER NOT NULL,
             value REAL NOT NULL,
             request_id TEXT,
-            sample_rate REAL,
-            PRIMARY KEY (series_id, ts, h)
+            sample_rate REAL
+        );
+        -- zone map: which rowid ranges of `events` hold each hour's events
+        CREATE TABLE event_ranges (
+            bucket INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, PRIMARY KEY (bucket, lo)
         ) WITHOUT ROWID;
-        CREATE TABLE event_text (h INTEGER PRIMARY KEY, input TEXT, output TEXT);
+        CREATE TABLE event_text (event_rowid INTEGER PRIMARY KEY, input TEXT, output TEXT);
         CREATE TABLE rollup_1h (
-            series_id INTEGER NOT NULL,
             bucket INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
             n INTEGER NOT NULL,
             sum REAL NOT NULL,
             sumsq REAL NOT NULL,
             good INTEGER NOT NULL,
-            PRIMARY KEY (series_id, bucket)
+            PRIMARY KEY (bucket, series_id)
         ) WITHOUT ROWID;
         CREATE TABLE rollup_rules (metric TEXT PRIMARY KEY, good TEXT NOT NULL);
         """
     )
 
 
-@migrations()
-def m002_create_docs(db: Database) -> None:
+def m002_create_docs(db) -> None:
     db.executescript(
         """
         CREATE TABLE docs (
@@ -107,7 +93,52 @@ def m002_create_docs(db: Database) -> None:
     )
 
 
+# Append-only: never edit or reorder a released migration; add m003_... instead.
+MIGRATIONS = (m001_create_events, m002_create_docs)
+
+
+def _pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names not applied yet, read without importing sqlite-utils (its import costs ~90 MB and
+    ~0.2 s, which every command would pay otherwise)."""
+    names = [m.__name__ for m in MIGRATIONS]
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone()
+    if not has_table:
+        return names
+    applied = {n for (n,) in conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,))}
+    return [n for n in names if n not in applied]
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    Database, Migrations = _import_sqlite_utils()
+
+    migrations = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        migrations(name=fn.__name__)(fn)
+    migrations.apply(Database(conn))
+
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas and numpy when they are installed (0.3-0.6 s) and needs neither
+    here: hide them while it loads. Other code can still import them afterwards."""
+    import sys
+
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    try:
+        import sqlite_utils  # sqlite-utils >= 4
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return sqlite_utils.Database, sqlite_utils.Migrations
+
+
 _NO_RULE = "none"
+WEEK_MS = 7 * 86_400_000
+RANGE_MERGE_GAP = 50_000  # rows: a zone-map range may span this many rows of other hours
 
 
 def _rule_text(rule) -> str:
@@ -137,10 +168,10 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=10000")
-            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
-            self.db = Database(self.conn)
-            if migrations.pending(self.db):
-                migrations.apply(self.db)
+            self.conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
+            if _pending_migrations(self.conn):
+                _apply_migrations(self.conn)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {path}: not a usable SQLite database ({e})") from None
         self._series_by_key: dict[tuple, int] | None = None
@@ -169,9 +200,12 @@ class SQLiteStore(Store):
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
+        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
         for r in self.conn.execute(sql + " ORDER BY id", args):
-            out.append(Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                              r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            sl = slices.get(r[4])
+            if sl is None:
+                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
         return out
 
     # --- writing ----------------------------------------------------------------------
@@ -183,89 +217,79 @@ class SQLiteStore(Store):
     def write_events(self, rows: Sequence[tuple], good_rules: dict) -> int:
         if not rows:
             return 0
-        # Deduplicate within the batch first (last one wins is irrelevant: same id, same event).
-        by_h = {}
-        for r in rows:
-            by_h.setdefault(r[0], r)
-        batch = list(by_h.values())
         conn = self.conn
         keys = self._load_series_keys()
         rules = self._rollup_rules()
+        dedup = [(r[2] // WEEK_MS, r[0]) for r in rows]
         try:
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO event_ids(h) VALUES (?)", [(r[0],) for r in batch])
-            inserted = conn.total_changes - before
-            if inserted != len(batch):
-                # Some ids were stored already (a re-run): find out which, and keep only new ones.
+            conn.executemany("INSERT OR IGNORE INTO event_keys(w, h) VALUES (?, ?)", dedup)
+            if conn.total_changes - before != len(rows):
+                # Some ids are stored already (a re-run) or repeat within the batch: redo one by
+                # one, keeping only the rows whose key was new.
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
-                existing = set()
-                hs = [r[0] for r in batch]
-                for i in range(0, len(hs), 900):
-                    chunk = hs[i:i + 900]
-                    existing.update(h for (h,) in conn.execute(
-                        f"SELECT h FROM event_ids WHERE h IN ({','.join('?' * len(chunk))})", chunk))
-                batch = [r for r in batch if r[0] not in existing]
-                if not batch:
+                keep = []
+                for r, k in zip(rows, dedup, strict=True):
+                    if conn.execute("INSERT OR IGNORE INTO event_keys(w, h) VALUES (?, ?)", k).rowcount:
+                        keep.append(r)
+                rows = keep
+                if not rows:
                     conn.execute("COMMIT")
                     return 0
-                conn.executemany("INSERT INTO event_ids(h) VALUES (?)", [(r[0],) for r in batch])
-            new_series = []
+            base = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] + 1
             event_rows = []
             text_rows = []
             cells: dict[tuple[int, int], list] = {}
-            rule_cache: dict[str, object] = {}
-            for h, key, ts, value, request_id, sample_rate, inp, out in batch:
-                sid = keys.get(key)
+            spans: dict[int, list[int]] = {}
+            rule_of: dict[str, object] = {}
+            rowid = base
+            # Series keys arrive interned (one tuple object per distinct key), and hashing a nested
+            # tuple costs more than everything else per row: look them up by identity first.
+            sid_by_obj: dict[int, int] = {}
+            for h, key, ts, value, request_id, sample_rate, inp, out in rows:
+                sid = sid_by_obj.get(id(key))
                 if sid is None:
-                    cur = conn.execute(
-                        "INSERT INTO series(feature, metric, source, slice, model_id, prompt_version, index_version, judge_id)"
-                        " VALUES (?,?,?,?,?,?,?,?)",
-                        (key[0], key[1], key[2], orjson.dumps(key[3]).decode(), key[4] or "", key[5] or "",
-                         key[6] or "", key[7] or ""))
-                    sid = cur.lastrowid
-                    keys[key] = sid
-                    new_series.append(key)
-                event_rows.append((sid, ts, h, value, request_id, sample_rate))
+                    sid = keys.get(key)
+                    if sid is None:
+                        sid = self._add_series(key)
+                    sid_by_obj[id(key)] = sid
+                event_rows.append((rowid, sid, ts, h, value, request_id, sample_rate))
                 if inp is not None or out is not None:
-                    text_rows.append((h, inp, out))
+                    text_rows.append((rowid, inp, out))
+                bucket = ts - ts % HOUR_MS
+                span = spans.get(bucket)
+                if span is None:
+                    spans[bucket] = [rowid, rowid]
+                else:
+                    span[1] = rowid
                 metric = key[1]
-                rule = rule_cache.get(metric, rule_cache)
-                if rule is rule_cache:
-                    rule = good_rules.get(metric)
-                    rule_cache[metric] = rule
-                cell_key = (sid, ts - ts % HOUR_MS)
-                cell = cells.get(cell_key)
+                if metric in rule_of:
+                    rule = rule_of[metric]
+                else:
+                    rule = rule_of[metric] = good_rules.get(metric)
                 good = 1 if (rule is not None and rule.is_good(value)) else 0
+                cell = cells.get((bucket, sid))
                 if cell is None:
-                    cells[cell_key] = [1, value, value * value, good]
+                    cells[(bucket, sid)] = [1, value, value * value, good]
                 else:
                     cell[0] += 1
                     cell[1] += value
                     cell[2] += value * value
                     cell[3] += good
-            # Rollup rules: the rule used for a metric's `good` counts must never change silently.
-            for metric, rule in rule_cache.items():
-                text = _rule_text(rule)
-                stored = rules.get(metric)
-                if stored is None:
-                    conn.execute("INSERT OR REPLACE INTO rollup_rules(metric, good) VALUES (?, ?)", (metric, text))
-                    rules[metric] = text
-                elif stored != text:
-                    # Mixed rules in one rollup would be wrong: mark as stale ('stale' never matches a
-                    # config rule), so queries use raw events until `store rebuild-rollups`.
-                    conn.execute("UPDATE rollup_rules SET good = 'stale' WHERE metric = ?", (metric,))
-                    rules[metric] = "stale"
-            conn.executemany("INSERT INTO events(series_id, ts, h, value, request_id, sample_rate) VALUES (?,?,?,?,?,?)",
-                             event_rows)
+                rowid += 1
+            self._check_rules(rule_of, rules)
+            conn.executemany("INSERT INTO events(rowid, series_id, ts, h, value, request_id, sample_rate) "
+                             "VALUES (?,?,?,?,?,?,?)", event_rows)
             if text_rows:
-                conn.executemany("INSERT OR IGNORE INTO event_text(h, input, output) VALUES (?,?,?)", text_rows)
+                conn.executemany("INSERT INTO event_text(event_rowid, input, output) VALUES (?,?,?)", text_rows)
             conn.executemany(
-                "INSERT INTO rollup_1h(series_id, bucket, n, sum, sumsq, good) VALUES (?,?,?,?,?,?) "
-                "ON CONFLICT(series_id, bucket) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
+                "INSERT INTO rollup_1h(bucket, series_id, n, sum, sumsq, good) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
                 "sumsq = sumsq + excluded.sumsq, good = good + excluded.good",
                 [(k[0], k[1], c[0], c[1], c[2], c[3]) for k, c in cells.items()])
+            self._extend_ranges(spans)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -273,7 +297,45 @@ class SQLiteStore(Store):
             self._series_by_key = None
             self._rules = None
             raise
-        return len(batch)
+        return len(rows)
+
+    def _add_series(self, key: tuple) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO series(feature, metric, source, slice, model_id, prompt_version, index_version, judge_id)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (key[0], key[1], key[2], orjson.dumps(key[3]).decode(), key[4] or "", key[5] or "",
+             key[6] or "", key[7] or ""))
+        self._series_by_key[key] = cur.lastrowid
+        return cur.lastrowid
+
+    def _check_rules(self, rule_of: dict, rules: dict) -> None:
+        """The rule a metric's rollup `good` counts use must never change silently."""
+        for metric, rule in rule_of.items():
+            text = _rule_text(rule)
+            stored = rules.get(metric)
+            if stored is None:
+                self.conn.execute("INSERT OR REPLACE INTO rollup_rules(metric, good) VALUES (?, ?)", (metric, text))
+                rules[metric] = text
+            elif stored != text:
+                # Mixed rules in one rollup would be wrong: mark it stale ('stale' matches no config
+                # rule), so queries read raw events until `oncall-ai store rebuild-rollups`.
+                self.conn.execute("UPDATE rollup_rules SET good = 'stale' WHERE metric = ?", (metric,))
+                rules[metric] = "stale"
+
+    def _extend_ranges(self, spans: dict[int, list[int]]) -> None:
+        """Zone map upkeep: extend the bucket's last rowid range when the new one is close to it."""
+        conn = self.conn
+        for bucket, (lo, hi) in spans.items():
+            last = conn.execute("SELECT lo, hi FROM event_ranges WHERE bucket = ? ORDER BY lo DESC LIMIT 1",
+                                (bucket,)).fetchone()
+            if last is not None and last[1] + RANGE_MERGE_GAP >= lo:
+                conn.execute("UPDATE event_ranges SET hi = ? WHERE bucket = ? AND lo = ?", (max(hi, last[1]), bucket, last[0]))
+            else:
+                conn.execute("INSERT INTO event_ranges(bucket, lo, hi) VALUES (?, ?, ?)", (bucket, lo, hi))
+
+    def schema_version(self) -> int:
+        """How many migrations are applied (m001 = 1, ...)."""
+        return len(MIGRATIONS) - len(_pending_migrations(self.conn))
 
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recompute every hourly rollup from raw events with the given good rules."""
@@ -286,10 +348,10 @@ class SQLiteStore(Store):
             for metric in metrics:
                 rule = good_rules.get(metric)
                 conn.execute(
-                    f"INSERT INTO rollup_1h(series_id, bucket, n, sum, sumsq, good) "
-                    f"SELECT e.series_id, e.ts - e.ts % {HOUR_MS}, count(*), sum(value), sum(value*value), "
+                    f"INSERT INTO rollup_1h(bucket, series_id, n, sum, sumsq, good) "
+                    f"SELECT e.ts - e.ts % {HOUR_MS}, e.series_id, count(*), sum(value), sum(value*value), "
                     f"sum({_rule_sql(rule)}) FROM events e JOIN series s ON s.id = e.series_id "
-                    f"WHERE s.metric = ? GROUP BY e.series_id, e.ts - e.ts % {HOUR_MS}", (metric,))
+                    f"WHERE s.metric = ? GROUP BY e.ts - e.ts % {HOUR_MS}, e.series_id", (metric,))
                 conn.execute("INSERT INTO rollup_rules(metric, good) VALUES (?, ?)", (metric, _rule_text(rule)))
             n = conn.execute("SELECT count(*) FROM rollup_1h").fetchone()[0]
             conn.execute("COMMIT")
@@ -300,53 +362,80 @@ class SQLiteStore(Store):
         return n
 
     # --- reading ----------------------------------------------------------------------
+    def _use_series(self, ids: list[int]) -> None:
+        """Load the query's series ids into a temp table (no variable limits, one plan)."""
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS q_series (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM q_series")
+        conn.executemany("INSERT INTO q_series(id) VALUES (?)", [(i,) for i in ids])
+
     def aggregate(self, series_ids: Iterable[int], start: int, end: int, *,
                   bucket_ms: int | None = None, good_rule=None) -> dict[tuple[int, int | None], Agg]:
         ids = sorted(set(series_ids))
         result: dict[tuple[int, int | None], Agg] = {}
         if not ids or end <= start:
             return result
-        first_full = -(-start // HOUR_MS) * HOUR_MS
-        last_full = end - end % HOUR_MS
-        # (no full hour in the window: raw events answer it, no need to check the rollup rules)
-        use_rollups = (first_full < last_full and (bucket_ms is None or bucket_ms % HOUR_MS == 0)
-                       and self._rollups_usable(ids, good_rule))
+        self._use_series(ids)
+        use_rollups = (bucket_ms is None or bucket_ms % HOUR_MS == 0) and self._rollups_usable(good_rule)
         if use_rollups:
+            first_full = -(-start // HOUR_MS) * HOUR_MS
+            last_full = end - end % HOUR_MS
             if first_full < last_full:
-                self._query_rollups(ids, first_full, last_full, bucket_ms, good_rule, result)
+                self._query_rollups(len(ids), first_full, last_full, bucket_ms, good_rule, result)
                 if start < first_full:
-                    self._query_raw(ids, start, first_full, bucket_ms, good_rule, result)
+                    self._query_raw(start, first_full, bucket_ms, good_rule, result)
                 if last_full < end:
-                    self._query_raw(ids, last_full, end, bucket_ms, good_rule, result)
+                    self._query_raw(last_full, end, bucket_ms, good_rule, result)
                 return result
-        self._query_raw(ids, start, end, bucket_ms, good_rule, result)
+        self._query_raw(start, end, bucket_ms, good_rule, result)
         return result
 
-    def _rollups_usable(self, ids: list[int], good_rule) -> bool:
+    def _rollups_usable(self, good_rule) -> bool:
+        if good_rule is None:
+            return True
         rules = self._rollup_rules()
         want = _rule_text(good_rule)
-        metrics = {m for (m,) in self._in_query("SELECT DISTINCT metric FROM series WHERE id IN ({})", ids)}
-        return all(rules.get(m, want) == want or good_rule is None for m in metrics)
+        metrics = [m for (m,) in self.conn.execute(
+            "SELECT DISTINCT metric FROM series WHERE id IN (SELECT id FROM q_series)")]
+        return all(rules.get(m, want) == want for m in metrics)
 
-    def _in_query(self, template: str, ids: list[int], args: tuple = ()):
-        # Series id lists are small (thousands at most); chunk to stay under SQLite's variable limit.
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
-            yield from self.conn.execute(template.format(",".join("?" * len(chunk))), [*chunk, *args])
-
-    def _query_rollups(self, ids, start, end, bucket_ms, good_rule, result) -> None:
+    def _query_rollups(self, n_series: int, start: int, end: int, bucket_ms, good_rule, result) -> None:
         bucket = "NULL" if bucket_ms is None else f"bucket - bucket % {int(bucket_ms)}"
         good = "sum(good)" if good_rule is not None else "NULL"
+        n_buckets = (end - start) // HOUR_MS
+        if n_buckets * n_series <= 200_000:
+            # Seek each (hour, series) pair in the (bucket, series_id) key instead of scanning
+            # every series of every hour.
+            hours = ",".join(str(start + i * HOUR_MS) for i in range(n_buckets))
+            where = f"bucket IN ({hours}) AND series_id IN (SELECT id FROM q_series)"
+            args: tuple = ()
+        else:
+            where = "bucket >= ? AND bucket < ? AND series_id IN (SELECT id FROM q_series)"
+            args = (start, end)
         sql = (f"SELECT series_id, {bucket} AS b, sum(n), sum(sum), sum(sumsq), {good} FROM rollup_1h "
-               f"WHERE series_id IN ({{}}) AND bucket >= ? AND bucket < ? GROUP BY series_id, b")
-        self._merge(self._in_query(sql, ids, (start, end)), result)
+               f"WHERE {where} GROUP BY series_id, b")
+        self._merge(self.conn.execute(sql, args), result)
 
-    def _query_raw(self, ids, start, end, bucket_ms, good_rule, result) -> None:
+    def _ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Merged rowid ranges of `events` that can hold events in [start, end)."""
+        spans = sorted(self.conn.execute(
+            "SELECT lo, hi FROM event_ranges WHERE bucket >= ? AND bucket < ?", (start - start % HOUR_MS, end)))
+        merged: list[list[int]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return [(lo, hi) for lo, hi in merged]
+
+    def _query_raw(self, start: int, end: int, bucket_ms, good_rule, result) -> None:
         bucket = "NULL" if bucket_ms is None else f"ts - ts % {int(bucket_ms)}"
         good = f"sum({_rule_sql(good_rule)})" if good_rule is not None else "NULL"
         sql = (f"SELECT series_id, {bucket} AS b, count(*), sum(value), sum(value*value), {good} FROM events "
-               f"WHERE series_id IN ({{}}) AND ts >= ? AND ts < ? GROUP BY series_id, b")
-        self._merge(self._in_query(sql, ids, (start, end)), result)
+               f"WHERE rowid BETWEEN ? AND ? AND ts >= ? AND ts < ? AND series_id IN (SELECT id FROM q_series) "
+               f"GROUP BY series_id, b")
+        for lo, hi in self._ranges(start, end):
+            self._merge(self.conn.execute(sql, (lo, hi, start, end)), result)
 
     @staticmethod
     def _merge(rows, result) -> None:
@@ -361,39 +450,50 @@ class SQLiteStore(Store):
     def events(self, series_ids: Iterable[int], start: int, end: int, *, order: str = "ts",
                limit: int | None = None, with_text: bool = False) -> list[EventRecord]:
         ids = sorted(set(series_ids))
-        if not ids:
+        if not ids or end <= start:
             return []
+        self._use_series(ids)
         # Only the series asked for (loading every series per call made `slo check` slow).
         by_id = {}
-        for r in self._in_query("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
-                                " judge_id FROM series WHERE id IN ({})", ids):
+        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
+                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
             by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
                                  r[5] or None, r[6] or None, r[7] or None, r[8] or None)
-        order_sql = {"ts": "e.ts, e.h", "value": "e.value, e.ts, e.h", "-ts": "e.ts DESC, e.h"}.get(order)
+        order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
+        ranges = self._ranges(start, end)
+        if not ranges:
+            return []
         text_cols = ", t.input, t.output" if with_text else ", NULL, NULL"
-        join = " LEFT JOIN event_text t ON t.h = e.h" if with_text else ""
-        out: list[EventRecord] = []
-        placeholders = ",".join("?" * len(ids))
+        join = " LEFT JOIN event_text t ON t.event_rowid = e.rowid" if with_text else ""
+        cond = " OR ".join("e.rowid BETWEEN ? AND ?" for _ in ranges)
         sql = (f"SELECT e.h, e.series_id, e.ts, e.value, e.request_id, e.sample_rate{text_cols} FROM events e{join} "
-               f"WHERE e.series_id IN ({placeholders}) AND e.ts >= ? AND e.ts < ? ORDER BY {order_sql}")
-        args: list = [*ids, start, end]
+               f"WHERE ({cond}) AND e.ts >= ? AND e.ts < ? AND e.series_id IN (SELECT id FROM q_series) "
+               f"ORDER BY {order_sql}")
+        args: list = [x for r in ranges for x in r] + [start, end]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args):
-            out.append(EventRecord(h, by_id[sid], ts, v, rid, sr, inp, outp))
-        return out
+        return [EventRecord(h, by_id[sid], ts, v, rid, sr, inp, outp)
+                for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
 
     def time_bounds(self) -> tuple[int | None, int | None]:
         row = self.conn.execute("SELECT min(bucket), max(bucket) FROM rollup_1h").fetchone()
         if row[0] is None:
             return None, None
-        lo = self.conn.execute("SELECT min(ts) FROM events WHERE ts >= ? AND ts < ?",
-                               (row[0], row[0] + HOUR_MS)).fetchone()[0]
-        hi = self.conn.execute("SELECT max(ts) FROM events WHERE ts >= ?", (row[1],)).fetchone()[0]
+        lo = self._edge("min", row[0])
+        hi = self._edge("max", row[1])
         return lo, hi
+
+    def _edge(self, fn: str, bucket: int) -> int | None:
+        best = None
+        for lo, hi in self._ranges(bucket, bucket + HOUR_MS):
+            v = self.conn.execute(f"SELECT {fn}(ts) FROM events WHERE rowid BETWEEN ? AND ? AND ts >= ? AND ts < ?",
+                                  (lo, hi, bucket, bucket + HOUR_MS)).fetchone()[0]
+            if v is not None:
+                best = v if best is None else (min(best, v) if fn == "min" else max(best, v))
+        return best
 
     def count_events(self) -> int:
         return self.conn.execute("SELECT coalesce(sum(n), 0) FROM rollup_1h").fetchone()[0]
