@@ -46,11 +46,16 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
     h0 = at_ms - at_ms % HOUR_MS
     for slo in slos:
         out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms)}
-    for metric in sorted({slo.metric for slo in slos}):
-        group = [slo for slo in slos if slo.metric == metric and series_by_slo[slo.name]]
+    # One pass per good rule, not per metric: metrics judged by the same rule (helpfulness and
+    # faithfulness both ">= 4") share every query, and long windows cost a scan per pass.
+    def rule_key(slo: SLOConfig) -> str:
+        return str(cfg.metric(slo.metric).good)
+
+    for key in sorted({rule_key(slo) for slo in slos}):
+        group = [slo for slo in slos if rule_key(slo) == key and series_by_slo[slo.name]]
         if not group:
             continue
-        rule = cfg.metric(metric).good
+        rule = cfg.metric(group[0].metric).good
         owners: dict[int, list[int]] = {}  # series id -> indexes (in group) of the SLOs counting it
         for i, slo in enumerate(group):
             for srs in series_by_slo[slo.name]:
