@@ -32,7 +32,7 @@ def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
 
 
 def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
-                  at_ms: int) -> dict[str, dict[int, Counts]]:
+                  at_ms: int, *, period: bool = True) -> dict[str, dict[int, Counts]]:
     """Counts per SLO per window ending at at_ms, with as few store calls as possible.
 
     The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
@@ -45,7 +45,7 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
     out: dict[str, dict[int, Counts]] = {}
     h0 = at_ms - at_ms % HOUR_MS
     for slo in slos:
-        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms)}
+        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms, period=period)}
     # One pass per good rule, not per metric: metrics judged by the same rule (helpfulness and
     # faithfulness both ">= 4") share every query, and long windows cost a scan per pass.
     def rule_key(slo: SLOConfig) -> str:
@@ -60,7 +60,7 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
         for i, slo in enumerate(group):
             for srs in series_by_slo[slo.name]:
                 owners.setdefault(srs.id, []).append(i)
-        needs = [set(slo_math.windows_needed(slo.window_ms)) for slo in group]
+        needs = [set(slo_math.windows_needed(slo.window_ms, period=period)) for slo in group]
         ws = sorted(set().union(*needs))
         longest = [max(n) for n in needs]
         ids_from = {w: {sid for sid, own in owners.items() if any(longest[i] >= w for i in own)} for w in ws}
@@ -148,9 +148,10 @@ def is_sampled(slo: SLOConfig, cfg: Config, series: list[Series], sample_rate: f
 
 
 def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] | None = None,
-                 details: bool = False) -> list[SLOStatus]:
+                 details: bool = False, period: bool = True) -> list[SLOStatus]:
     """Every configured SLO (or those named) at at_ms. `details` adds the sparkline and, for sampled
-    metrics, the time-to-page note (a few more store calls: `slo status`)."""
+    metrics, the time-to-page note (a few more store calls: `slo status`). Without `period` only the
+    alert windows are counted: the same states, but no SLI / budget over the whole period."""
     slos = list(cfg.slos)
     if names:
         wanted = set(names)
@@ -160,7 +161,7 @@ def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] 
         if (slo.feature, slo.metric) not in by_pair:
             by_pair[(slo.feature, slo.metric)] = store.series(slo.feature, slo.metric)
     series_by_slo = {slo.name: slo_series(by_pair[(slo.feature, slo.metric)], slo) for slo in slos}
-    counts = window_counts(store, cfg, slos, series_by_slo, at_ms)
+    counts = window_counts(store, cfg, slos, series_by_slo, at_ms, period=period or details)
     out = []
     for slo in slos:
         series = series_by_slo[slo.name]
