@@ -200,9 +200,12 @@ class SQLiteStore(Store):
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
+        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
         for r in self.conn.execute(sql + " ORDER BY id", args):
-            out.append(Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                              r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            sl = slices.get(r[4])
+            if sl is None:
+                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
         return out
 
     # --- writing ----------------------------------------------------------------------
