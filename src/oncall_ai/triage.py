@@ -46,7 +46,7 @@ LOWER_IS_BETTER_WORDS = ("thumbs_down", "thumbsdown", "retry", "retries", "error
 class TriageSettings:
     """Defaults, overridable in the config's `triage:` section."""
 
-    baseline_ms: int = 7 * 24 * HOUR  # history before --since used as the baseline
+    baseline_ms: int = 4 * 24 * HOUR  # history before --since used as the baseline (hourly rollups)
     coarse_ms: int = HOUR
     fine_ms: int = 5 * MINUTE
     fine_before_ms: int = 2 * HOUR
@@ -160,7 +160,7 @@ def _load_changes(cfg, store, start: int, end: int, feature: str | None,
     if cfg is None:
         notes.append("changes: no configuration, so no prompt repo, pins or recorded changes to read")
     try:
-        cs = changes_fn(cfg, store, start, end, feature=None)
+        cs = changes_fn(cfg, store, start, end, feature=feature if cfg is not None and feature in cfg.features else None)
     except OncallError as e:
         return [], [f"changes: {e.message}"]
     except Exception as e:  # a broken source must not take triage down at 3am

@@ -287,6 +287,7 @@ class _VersionIndex:
         self.tagged: dict[tuple[str, int, int], float] = {}
         self.by_value: dict[tuple[str, str], list[tuple[Cube, Row]]] = {}
         self.first_seen: dict[tuple[str, str], int] = {}
+        self._strata: dict[str, dict] = {}
         # Fine buckets (when present) give the first-seen time to 5 minutes; a coarse bucket only
         # says "some time in this hour", so its start is used only when the fine cube lacks it.
         fine_first: dict[tuple[str, str], int] = {}
@@ -313,6 +314,22 @@ class _VersionIndex:
                 # seen first inside the fine window: trust the fine time over the coarse bucket start
                 if self.first_seen[key] >= f0 - cubes[0].bucket_ms:
                     self.first_seen[key] = t
+
+    def strata(self, fname: str) -> dict:
+        """(cube, bucket, cell) -> {version: Moments} in the scope cells, computed once per field."""
+        if fname not in self._strata:
+            fi = VERSION_FIELDS.index(fname)
+            out: dict = {}
+            for cube in self.cubes:
+                cells = self.scope[id(cube)]
+                for r in cube.rows:
+                    v = r.versions[fi]
+                    if v is None or r.cell not in cells:
+                        continue
+                    m = out.setdefault((id(cube), r.bucket, cube.cells[r.cell]), {}).setdefault(v, Moments())
+                    m.add(r.n, r.s, r.ss)
+            self._strata[fname] = out
+        return self._strata[fname]
 
     def matching_values(self, fname: str, version: str, cumulative: bool) -> list[str]:
         direct = [v for (f, v) in self.first_seen if f == fname and _same_version(v, version)]
@@ -408,20 +425,15 @@ def _direct(cand: Candidate, vidx: _VersionIndex | None, cubes: list[Cube], scop
     values = set(vidx.matching_values(cand.field, cand.version, cand.cumulative))
     if not values:
         return None
-    fi = VERSION_FIELDS.index(cand.field)
-    strata: dict[tuple[int, int, int], list[Moments]] = {}
-    for cube in cubes:
-        cells = scope_by_cube[id(cube)]
-        for r in cube.rows:
-            v = r.versions[fi]
-            if v is None or r.cell not in cells:
-                continue
-            k = (id(cube), r.bucket, hash(cube.cells[r.cell]))
-            pair = strata.setdefault(k, [Moments(), Moments()])
-            pair[0 if v in values else 1].add(r.n, r.s, r.ss)
+    strata = vidx.strata(cand.field)
     num = den = var = 0.0
     n_new = 0.0
-    for new, old in strata.values():
+    for by_version in strata.values():
+        if len(by_version) < 2:
+            continue
+        new, old = Moments(), Moments()
+        for v, m in by_version.items():
+            (new if v in values else old).merge(m)
         if new.n < 1 or old.n < 1:
             continue
         wh = new.n * old.n / (new.n + old.n)

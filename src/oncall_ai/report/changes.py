@@ -130,7 +130,7 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
     if c.provider_side:
         head.append("  [provider-side]", style="bold red")
     lines = [head]
-    for part in textwrap.wrap(c.summary or "", wrap) or [""]:
+    for part in textwrap.wrap(c.summary or "", wrap, break_on_hyphens=False) or [""]:
         if part:
             lines.append(Text(ind + part))
     if c.no_footprint:
@@ -147,13 +147,13 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
         else:
             meta.append(by)
     for m in meta:
-        for part in textwrap.wrap(m, wrap):
+        for part in textwrap.wrap(m, wrap, break_on_hyphens=False):
             lines.append(Text(ind + part, style="dim"))
     lines.append(Text(ind + "source: " + _source_text(c, base_dir), style="dim"))
     for ev in c.details.get("seen_in_traffic") or ():
         msg = (f"seen in traffic: {ev.get('feature')} {ev.get('field')} {ev.get('from')} -> {ev.get('to')} "
                f"at {format_time(ev.get('at'))}")
-        for part in textwrap.wrap(msg, wrap):
+        for part in textwrap.wrap(msg, wrap, break_on_hyphens=False):
             lines.append(Text(ind + part))
         rt = _ramp_text(ev)
         if rt:
@@ -231,7 +231,7 @@ def print_timeline(cs, cfg, *, at_ms: int, with_diff: bool, feature: str | None 
     n = len(cs.changes)
     title = (f"Changes {format_time(cs.start)} .. {format_time(cs.end)} ({span})"
              f"{' for ' + ', '.join(scope) if scope else ''}: {n} change{'s' if n != 1 else ''}")
-    lines: list = [Text(part, style="bold") for part in textwrap.wrap(title, width)]
+    lines: list = [Text(part, style="bold") for part in textwrap.wrap(title, width, break_on_hyphens=False)]
     if not cs.changes:
         lines.append(Text("no changes found in this window"
                           + (" (some sources had problems: see stderr)" if cs.problems else "")))

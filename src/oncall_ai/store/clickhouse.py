@@ -343,6 +343,10 @@ def _section(config) -> dict:
 
 
 class ClickHouseStore(Store):
+    # ClickHouse wants few large inserts (each INSERT is a part that merges later): writers that
+    # batch (ingest, importers) may use this instead of their default batch size.
+    ingest_batch_rows = 200_000
+
     def __init__(self, url: str, *, config=None, transport=None, create: bool = True):  # noqa: ARG002
         base, self.url, self.database, url_user, url_password = parse_url(url)
         opts = _section(config)
