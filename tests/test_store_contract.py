@@ -258,12 +258,9 @@ def test_events_order_limit_and_text(backend):
         store.events([sids[k]], 0, 1, order="sideways")
 
 
-def test_events_carry_the_id_hash(backend, request):
+def test_events_carry_the_id_hash(backend):
     """EventRecord.id_hash is the 64-bit id hash written (store/base.py): `store copy` relies on it
     to keep event ids, so copying and then ingesting the same file again does not duplicate."""
-    if backend.kind == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "the SQLite store (append-only events) returns the rowid, not the id hash")))
     rows = make_rows(50)
     store = backend.open()
     store.write_events(rows, RULES)

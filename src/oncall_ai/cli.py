@@ -11,19 +11,12 @@ import importlib
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click  # typer bundles its own Click
 from typer.core import TyperGroup
 
 from oncall_ai import __version__
 from oncall_ai.errors import OncallError
-
-# typer >= 0.20 bundles its own click (typer._click): its Exit/Abort are typer.Exit/typer.Abort
-# and its usage errors are typer._click's ClickException; older typer uses click's own classes.
-try:
-    from typer._click.exceptions import ClickException as _ClickException
-except ImportError:  # pragma: no cover - older typer
-    _ClickException = click.ClickException
 
 # Modules under oncall_ai.commands, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -118,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="oncall-ai", standalone_mode=False)
-    except (typer.Exit, click.exceptions.Exit) as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (_ClickException, click.ClickException) as e:  # usage errors: exit 2
+    except click.exceptions.ClickException as e:  # usage errors: exit 2
         e.show()
         sys.exit(2)
-    except (typer.Abort, click.exceptions.Abort):
+    except typer.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -122,6 +122,12 @@ class SLOConfig:
     where: tuple[tuple[str, str], ...] = ()
     min_events: int = 0
     severity: str = "page"
+    # Extensions (issue 7): None = decide from the metric (source judge) and events (sample_rate < 1).
+    sampled: bool | None = None
+    # Where each state is sent by `slo check --notify`: (("page", ("pagerduty", "slack")), ...);
+    # None = the `notify.routes` section, else the default routes.
+    notify: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    description: str = ""
     raw: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -288,6 +294,9 @@ def parse_config(data: dict, *, path: Path | None, store_override: str | None = 
         for k in ("name", "feature", "metric", "objective", "window"):
             if k not in s:
                 v.fail(f"{where}.{k}", "is required")
+        for k in s:
+            if k not in SLO_KEYS:
+                v.fail(f"{where}.{k}", "unknown key" + _did_you_mean(str(k), SLO_KEYS))
         if s["name"] in seen_names:
             v.fail(f"{where}.name", f"duplicate SLO name {s['name']!r}")
         seen_names.add(s["name"])
@@ -298,17 +307,41 @@ def parse_config(data: dict, *, path: Path | None, store_override: str | None = 
             window_ms = parse_duration_ms(s["window"])
         except ValueError as e:
             v.fail(f"{where}.window", str(e))
+        from oncall_ai.analysis.slo import period_problem
+
+        problem = period_problem(window_ms)
+        if problem:
+            v.fail(f"{where}.window", problem)
+        if str(s["feature"]) not in features:
+            v.fail(f"{where}.feature", f"unknown feature {s['feature']!r}: add it under `features:`"
+                   + (f" (known: {', '.join(features)})" if features else ""))
+        slo_metric = metrics.get(str(s["metric"]))
+        if slo_metric is None:
+            v.fail(f"{where}.metric", f"unknown metric {s['metric']!r}: add it under `metrics:` with a good rule"
+                   + (f" (known: {', '.join(metrics)})" if metrics else ""))
+        if slo_metric.good is None:
+            v.fail(f"{where}.metric", f"metric {s['metric']!r} has no `good` rule (metrics.{s['metric']}.good), "
+                   "so its events cannot be counted good or bad")
         where_filter = s.get("where") or {}
         if not isinstance(where_filter, dict):
             v.fail(f"{where}.where", "must be a mapping of slice key -> value")
         min_events = s.get("min_events", 0)
-        if not isinstance(min_events, int) or min_events < 0:
+        if not isinstance(min_events, int) or isinstance(min_events, bool) or min_events < 0:
             v.fail(f"{where}.min_events", "must be a non-negative whole number")
+        severity = s.get("severity", "page")
+        if severity not in SLO_SEVERITIES:
+            v.fail(f"{where}.severity", f"{severity!r} is not one of {', '.join(SLO_SEVERITIES)} "
+                   "(the most a burn of this SLO may raise)")
+        sampled = s.get("sampled")
+        if sampled is not None and not isinstance(sampled, bool):
+            v.fail(f"{where}.sampled", "must be true or false")
         slos.append(SLOConfig(
             name=str(s["name"]), feature=str(s["feature"]), metric=str(s["metric"]),
             objective=float(obj), window_ms=window_ms,
             where=tuple(sorted((str(k), str(val)) for k, val in where_filter.items())),
-            min_events=min_events, severity=str(s.get("severity", "page")), raw=dict(s)))
+            min_events=min_events, severity=severity, sampled=sampled,
+            notify=_notify_routes(v, s.get("notify"), f"{where}.notify") if "notify" in s else None,
+            description=str(s.get("description") or ""), raw=dict(s)))
 
     calibration = v.path(data, "calibration", base)
     for key in EXTENSION_SECTIONS:
@@ -319,6 +352,42 @@ def parse_config(data: dict, *, path: Path | None, store_override: str | None = 
         path=path, base_dir=base, store=store, prompt_repo=prompt_repo, features=features,
         pins=repo_files["pins"], indexes=repo_files["indexes"], judges=repo_files["judges"],
         metrics=metrics, slices=slices, slos=tuple(slos), calibration=calibration, raw=data)
+
+
+SLO_KEYS = ("name", "feature", "metric", "objective", "window", "where", "min_events", "severity",
+            "sampled", "notify", "description")
+SLO_SEVERITIES = ("page", "ticket")
+NOTIFY_TARGETS = ("slack", "pagerduty")
+
+
+def _notify_routes(v: _Validator, value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`notify: [slack]` (every state) or `notify: {page: [pagerduty, slack], ticket: [slack]}`."""
+    if isinstance(value, str):
+        value = [value]
+    if value is None:
+        value = []
+    if isinstance(value, list):
+        for i, t in enumerate(value):
+            if t not in NOTIFY_TARGETS:
+                v.fail(f"{where}[{i}]", f"{t!r} is not a target" + _did_you_mean(str(t), NOTIFY_TARGETS))
+        value = {sev: value for sev in SLO_SEVERITIES}
+    if not isinstance(value, dict):
+        v.fail(where, "must be a list of targets (slack, pagerduty) or {page: [...], ticket: [...]}")
+    routes = []
+    for sev, targets in value.items():
+        if sev not in SLO_SEVERITIES:
+            v.fail(f"{where}.{sev}", "unknown state" + _did_you_mean(str(sev), SLO_SEVERITIES))
+        if isinstance(targets, str):
+            targets = [targets]
+        if targets is None:
+            targets = []
+        if not isinstance(targets, list):
+            v.fail(f"{where}.{sev}", "must be a list of targets (slack, pagerduty)")
+        for i, t in enumerate(targets):
+            if t not in NOTIFY_TARGETS:
+                v.fail(f"{where}.{sev}[{i}]", f"{t!r} is not a target" + _did_you_mean(str(t), NOTIFY_TARGETS))
+        routes.append((str(sev), tuple(targets)))
+    return tuple(sorted(routes))
 
 
 class _Validator:

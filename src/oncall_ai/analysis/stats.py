@@ -6,6 +6,7 @@ Pure functions; documented formulas; no numpy/scipy (the sizes here are aggregat
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 
 _N = NormalDist()
@@ -128,3 +129,230 @@ def benjamini_hochberg(p_values: list[float], q: float = 0.05) -> list[bool]:
         if rank <= cutoff:
             keep[i] = True
     return keep
+
+
+# --- paired differences, ranks and correlation (added for judge calibration) -----------------
+
+def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """(mean, low, high): the Student t interval mean +- t(n-1) * s / sqrt(n) of a sample, e.g. of
+    paired differences. None for fewer than 2 values. Zero spread gives a zero-width interval, so
+    callers should also ask for a minimum n before trusting it."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * math.sqrt(var / n)
+    return (mean, mean - half, mean + half)
+
+
+def t_test_p(values: list[float], mu: float = 0.0) -> float | None:
+    """Two-sided one-sample t test p-value of mean(values) == mu. None for fewer than 2 values;
+    1.0 (no evidence) when every value equals mu, 0.0 when all are equal but differ from mu."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    if var <= 0:
+        return 1.0 if mean == mu else 0.0
+    t = (mean - mu) / math.sqrt(var / n)
+    return max(0.0, min(1.0, 2 * (1 - t_cdf(abs(t), n - 1))))
+
+
+def binomial_two_sided_p(k: int, n: int, p: float = 0.5) -> float:
+    """Exact two-sided binomial test p-value (sum of outcomes no more likely than k); the sign test
+    and exact McNemar test are this with p = 0.5 on the non-tied / discordant pairs."""
+    if n <= 0:
+        return 1.0
+
+    def pmf(i: int) -> float:
+        return math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                        + (i * math.log(p) if i else 0.0) + ((n - i) * math.log(1 - p) if n - i else 0.0))
+
+    observed = pmf(k)
+    total = sum(pmf(i) for i in range(n + 1) if pmf(i) <= observed * (1 + 1e-7))
+    return min(1.0, total)
+
+
+def rankdata(values: list[float]) -> list[float]:
+    """Ranks 1..n, ties get the average of the ranks they span (as scipy.stats.rankdata)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        avg = (i + j) / 2 + 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = avg
+        i = j + 1
+    return ranks
+
+
+def pearson(x: list[float], y: list[float]) -> float | None:
+    """Pearson correlation; None when fewer than 2 pairs or either side has no spread."""
+    n = len(x)
+    if n < 2 or n != len(y):
+        return None
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman rank correlation with ties handled by average ranks (Pearson on the ranks)."""
+    if len(x) != len(y):
+        raise ValueError("spearman: x and y differ in length")
+    return pearson(rankdata(x), rankdata(y))
+
+
+def fisher_z_interval(r: float, n: int, confidence: float = 0.95,
+                      variance_factor: float = 1.0) -> tuple[float, float] | None:
+    """CI for a correlation through Fisher's z = atanh(r), SE = sqrt(variance_factor / (n - 3)).
+    Use variance_factor 1.06 for Spearman (Fieller, Hartley & Pearson 1957). None for n < 4."""
+    if n < 4:
+        return None
+    r = max(-0.999999, min(0.999999, r))
+    z = math.atanh(r)
+    half = z_quantile(0.5 + confidence / 2) * math.sqrt(variance_factor / (n - 3))
+    return (math.tanh(z - half), math.tanh(z + half))
+
+# One-sided 95% normal quantile, Phi^-1(0.95): the SLO Wilson gate (statistics.md section 8).
+Z_ONE_SIDED_95 = 1.6448536269514722
+
+
+def wilson_lower(k: float, n: float, z: float = Z_ONE_SIDED_95) -> float:
+    """One-sided lower confidence bound of a proportion k/n (Wilson score; default 95%):
+    (p + z^2/2n - z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n). `k` and `n` may be fractional
+    (expected counts); n <= 0 gives 0."""
+    if n <= 0:
+        return 0.0
+    p = min(max(k / n, 0.0), 1.0)
+    z2 = z * z
+    half = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
+    return max(0.0, (p + z2 / (2 * n) - half) / (1 + z2 / n))
+
+def bh_adjusted(p_values: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values, step-up): p~(i) = min_{j>=i} min(1, m p(j)/j).
+    A hypothesis is rejected at FDR q when its adjusted value is <= q (same as benjamini_hochberg)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+# --- triage: upper tails, moments, Welch on moments, sample sizes ----------------------------------
+
+def normal_sf(x: float) -> float:
+    """P(Z > x), accurate far in the upper tail (p-values of 1e-20 stay distinct)."""
+    return 0.5 * math.erfc(x / math.sqrt(2.0))
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t."""
+    if df > 1e6 or math.isinf(df):
+        return normal_sf(t)
+    return 1.0 - t_cdf(t, df)
+
+
+@dataclass
+class Moments:
+    """n, sum and sum of squares of a set of values: everything a mean/variance test needs."""
+
+    n: float = 0.0
+    s: float = 0.0
+    ss: float = 0.0
+
+    def add(self, n: float, s: float, ss: float) -> None:
+        self.n += n
+        self.s += s
+        self.ss += ss
+
+    def merge(self, other: Moments) -> None:
+        self.add(other.n, other.s, other.ss)
+
+    @property
+    def mean(self) -> float | None:
+        return self.s / self.n if self.n > 0 else None
+
+    @property
+    def var(self) -> float | None:
+        """Unbiased sample variance of the individual values."""
+        if self.n < 2:
+            return None
+        return max((self.ss - self.s * self.s / self.n) / (self.n - 1), 0.0)
+
+
+@dataclass(frozen=True)
+class DiffTest:
+    """Difference of two means (b - a) with its standard error and a z/t statistic."""
+
+    a_mean: float
+    b_mean: float
+    diff: float
+    se: float
+    z: float
+    df: float
+    n_a: float
+    n_b: float
+
+    def ci(self, level: float = 0.95) -> tuple[float, float]:
+        p = 0.5 + level / 2
+        q = t_quantile(p, self.df) if self.df < 200 else z_quantile(p)
+        return (self.diff - q * self.se, self.diff + q * self.se)
+
+    def p_less(self) -> float:
+        """One-sided p-value for b < a."""
+        return t_sf(-self.z, self.df) if self.df < 200 else normal_sf(-self.z)
+
+    def p_greater(self) -> float:
+        return t_sf(self.z, self.df) if self.df < 200 else normal_sf(self.z)
+
+
+def welch(a: Moments, b: Moments, *, var_floor: float = 0.0, inflation: float = 1.0) -> DiffTest | None:
+    """Welch's test of mean(b) - mean(a) on moments. `inflation` multiplies both variances (an
+    overdispersion factor phi); `var_floor` keeps a degenerate sample (all values equal) honest."""
+    if a.n < 1 or b.n < 1:
+        return None
+    va = max(a.var if a.var is not None else var_floor, var_floor) * inflation
+    vb = max(b.var if b.var is not None else var_floor, var_floor) * inflation
+    sa, sb = va / a.n, vb / b.n
+    se = math.sqrt(sa + sb)
+    diff = b.mean - a.mean
+    if se <= 0:
+        z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        return DiffTest(a.mean, b.mean, diff, 0.0, z, math.inf, a.n, b.n)
+    num = (sa + sb) ** 2
+    den = (sa * sa / (a.n - 1) if a.n > 1 else 0.0) + (sb * sb / (b.n - 1) if b.n > 1 else 0.0)
+    df = num / den if den > 0 else math.inf
+    return DiffTest(a.mean, b.mean, diff, se, diff / se, max(df, 1.0), a.n, b.n)
+
+
+def newcombe_diff(k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe hybrid-score interval for p1 - p2 from two Wilson intervals (Newcombe 1998)."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, confidence)
+    l2, u2 = wilson_interval(k2, n2, confidence)
+    d = p1 - p2
+    return (d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
+def sample_size_for_diff(sd: float, delta: float, *, alpha: float = 0.01, power: float = 0.8,
+                         ratio: float = 1.0) -> int:
+    """Events needed in the current window to see a drop of `delta` (one-sided test at `alpha`,
+    given power) against a baseline `ratio` times larger."""
+    if delta <= 0 or sd <= 0:
+        return 0
+    z = z_quantile(1 - alpha) + z_quantile(power)
+    return int(math.ceil((z * sd / delta) ** 2 * (1 + 1 / ratio)))

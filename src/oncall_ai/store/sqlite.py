@@ -54,6 +54,7 @@ def m001_create_events(db) -> None:
         CREATE TABLE events (
             series_id INTEGER NOT NULL,
             ts INTEGER NOT NULL,
+            h INTEGER NOT NULL,
             value REAL NOT NULL,
             request_id TEXT,
             sample_rate REAL
@@ -110,12 +111,29 @@ def _pending_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def _apply_migrations(conn: sqlite3.Connection) -> None:
-    from sqlite_utils import Database, Migrations
+    Database, Migrations = _import_sqlite_utils()
 
     migrations = Migrations(MIGRATION_SET)
     for fn in MIGRATIONS:
         migrations(name=fn.__name__)(fn)
     migrations.apply(Database(conn))
+
+
+def _import_sqlite_utils():
+    """sqlite-utils imports pandas and numpy when they are installed (0.3-0.6 s) and needs neither
+    here: hide them while it loads. Other code can still import them afterwards."""
+    import sys
+
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    try:
+        import sqlite_utils  # sqlite-utils >= 4
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return sqlite_utils.Database, sqlite_utils.Migrations
 
 
 _NO_RULE = "none"
@@ -151,6 +169,7 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
             if _pending_migrations(self.conn):
                 _apply_migrations(self.conn)
         except sqlite3.DatabaseError as e:
@@ -181,9 +200,12 @@ class SQLiteStore(Store):
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
+        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
         for r in self.conn.execute(sql + " ORDER BY id", args):
-            out.append(Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                              r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            sl = slices.get(r[4])
+            if sl is None:
+                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
         return out
 
     # --- writing ----------------------------------------------------------------------
@@ -226,14 +248,14 @@ class SQLiteStore(Store):
             # Series keys arrive interned (one tuple object per distinct key), and hashing a nested
             # tuple costs more than everything else per row: look them up by identity first.
             sid_by_obj: dict[int, int] = {}
-            for _h, key, ts, value, request_id, sample_rate, inp, out in rows:
+            for h, key, ts, value, request_id, sample_rate, inp, out in rows:
                 sid = sid_by_obj.get(id(key))
                 if sid is None:
                     sid = keys.get(key)
                     if sid is None:
                         sid = self._add_series(key)
                     sid_by_obj[id(key)] = sid
-                event_rows.append((rowid, sid, ts, value, request_id, sample_rate))
+                event_rows.append((rowid, sid, ts, h, value, request_id, sample_rate))
                 if inp is not None or out is not None:
                     text_rows.append((rowid, inp, out))
                 bucket = ts - ts % HOUR_MS
@@ -258,8 +280,8 @@ class SQLiteStore(Store):
                     cell[3] += good
                 rowid += 1
             self._check_rules(rule_of, rules)
-            conn.executemany("INSERT INTO events(rowid, series_id, ts, value, request_id, sample_rate) "
-                             "VALUES (?,?,?,?,?,?)", event_rows)
+            conn.executemany("INSERT INTO events(rowid, series_id, ts, h, value, request_id, sample_rate) "
+                             "VALUES (?,?,?,?,?,?,?)", event_rows)
             if text_rows:
                 conn.executemany("INSERT INTO event_text(event_rowid, input, output) VALUES (?,?,?)", text_rows)
             conn.executemany(
@@ -310,6 +332,10 @@ class SQLiteStore(Store):
                 conn.execute("UPDATE event_ranges SET hi = ? WHERE bucket = ? AND lo = ?", (max(hi, last[1]), bucket, last[0]))
             else:
                 conn.execute("INSERT INTO event_ranges(bucket, lo, hi) VALUES (?, ?, ?)", (bucket, lo, hi))
+
+    def schema_version(self) -> int:
+        """How many migrations are applied (m001 = 1, ...)."""
+        return len(MIGRATIONS) - len(_pending_migrations(self.conn))
 
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recompute every hourly rollup from raw events with the given good rules."""
@@ -427,8 +453,12 @@ class SQLiteStore(Store):
         if not ids or end <= start:
             return []
         self._use_series(ids)
-        wanted = set(ids)
-        by_id = {s.id: s for s in self.series() if s.id in wanted}
+        # Only the series asked for (loading every series per call made `slo check` slow).
+        by_id = {}
+        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
+                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
+            by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
+                                 r[5] or None, r[6] or None, r[7] or None, r[8] or None)
         order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
@@ -438,15 +468,15 @@ class SQLiteStore(Store):
         text_cols = ", t.input, t.output" if with_text else ", NULL, NULL"
         join = " LEFT JOIN event_text t ON t.event_rowid = e.rowid" if with_text else ""
         cond = " OR ".join("e.rowid BETWEEN ? AND ?" for _ in ranges)
-        sql = (f"SELECT e.rowid, e.series_id, e.ts, e.value, e.request_id, e.sample_rate{text_cols} FROM events e{join} "
+        sql = (f"SELECT e.h, e.series_id, e.ts, e.value, e.request_id, e.sample_rate{text_cols} FROM events e{join} "
                f"WHERE ({cond}) AND e.ts >= ? AND e.ts < ? AND e.series_id IN (SELECT id FROM q_series) "
                f"ORDER BY {order_sql}")
         args: list = [x for r in ranges for x in r] + [start, end]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [EventRecord(rid_, by_id[sid], ts, v, rid, sr, inp, outp)
-                for rid_, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
+        return [EventRecord(h, by_id[sid], ts, v, rid, sr, inp, outp)
+                for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
 
     def time_bounds(self) -> tuple[int | None, int | None]:
         row = self.conn.execute("SELECT min(bucket), max(bucket) FROM rollup_1h").fetchone()

@@ -25,15 +25,6 @@ def backend_name(store: Store) -> str:
 def schema_version(store: Store) -> int | None:
     if hasattr(store, "schema_version"):
         return store.schema_version()
-    conn = getattr(store, "conn", None)
-    if conn is not None:  # SQLite: sqlite-utils' migrations table
-        from oncall_ai.store.sqlite import MIGRATION_SET
-
-        try:
-            return conn.execute("SELECT count(DISTINCT name) FROM _sqlite_migrations WHERE migration_set = ?",
-                                (MIGRATION_SET,)).fetchone()[0]
-        except Exception:  # noqa: BLE001 - an unmigrated file
-            return 0
     return None
 
 

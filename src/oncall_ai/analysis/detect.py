@@ -1,0 +1,530 @@
+"""Is the current window worse than the baseline beyond noise, and since when?
+
+Method (../shared/research/statistics.md sections 1, 2, 4):
+
+- Every bucket's observed mean is compared with what the baseline predicts for it: the baseline
+  mean of each slice cell, weighted by the bucket's own cell counts (indirect standardisation).
+  The residual is the *rate* signal: quality moving inside cells. Traffic mix moving between
+  cells (diurnal mixes, campaigns) leaves it alone.
+- A second signal tracks the *mix*: what the bucket's cell counts predict against what the
+  baseline mix for that hour of day predicts (like with like for diurnal traffic).
+- Sampling noise: a bucket mean of n judged items has variance sigma^2/n (sigma^2 the pooled
+  within-cell variance of single scores); between-bucket overdispersion is measured on the
+  baseline as a Pearson dispersion factor phi >= 1 and multiplies every variance.
+- Onset: a single change point (profile likelihood of a mean step, weighted by n) scanned over
+  every bucket boundary in the window, on the whole feature and on every single slice value.
+  The p-value is Bonferroni-corrected over candidate onsets and scanned scopes, so a noise-only
+  day stays below the threshold. Earlier steps in the same direction (canary ramps) are
+  followed back to the first one.
+- Too little data for a verdict is a verdict too: it says how many events would be needed.
+
+Everything here is pure: the cube comes in, a Detection goes out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from oncall_ai.analysis.cube import Cell, Cube
+from oncall_ai.analysis.stats import DiffTest, Moments, normal_sf, sample_size_for_diff, welch, z_quantile
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    alpha: float = 0.001  # family-wise false-alarm rate for one (feature, metric)
+    prior_strength: float = 20.0  # events of pseudo-count pulling a sparse cell's mean to the grand mean
+    min_events: int = 30  # fewer events in the current window (or the baseline): no verdict
+    min_post_events: int = 8  # a candidate onset leaves at least this many events after it
+    min_effect_sd: float = 0.05  # a drop smaller than this many SDs of single values is not reported
+    mix_prior: float = 50.0  # pseudo-count pulling an hour-of-day mix towards the overall mix
+    scan_slices: bool = True
+    max_slice_scopes: int = 40
+
+
+@dataclass
+class Reference:
+    """What "normal" looks like, fitted on the baseline buckets [b0, b1)."""
+
+    b0: int
+    b1: int
+    mu: list[float]  # per cell of the cube
+    grand: float
+    sigma2: float  # pooled within-cell variance of single values
+    phi: float = 1.0  # overdispersion of bucket residuals
+    phi_mix: float = 1.0
+    mix_var: float = 0.0  # variance of cell means across traffic (what mix can move)
+    hour_mix: list[list[float]] | None = None  # [hour][cell] baseline share, or None
+    mix: list[float] = field(default_factory=list)  # [cell] overall baseline share
+
+    def mu_by_cell(self, cube: Cube) -> dict[Cell, float]:
+        return {c: self.mu[i] for i, c in enumerate(cube.cells)}
+
+
+@dataclass
+class Scan:
+    scope: dict  # {} for the whole feature, {"language": "de"} for a slice, {"mix": ...} for mix
+    kind: str  # "rate" or "mix"
+    tau: int | None  # first bucket of the post segment
+    z: float  # in the bad direction: positive = worse
+    p_one: float
+    delta: float  # post - pre residual mean, metric units
+    n_candidates: int
+    profile: list[tuple[int, float]] = field(default_factory=list)  # (tau, z) per candidate
+
+
+@dataclass
+class Detection:
+    detected: bool
+    verdict: str  # regression | no_regression | insufficient_data | recovered
+    reason: str
+    higher_is_better: bool
+    onset: int | None = None  # epoch ms
+    onset_range: tuple[int, int] | None = None
+    onset_bucket: int | None = None
+    baseline_window: tuple[int, int] | None = None
+    current_window: tuple[int, int] | None = None
+    baseline: Moments = field(default_factory=Moments)
+    current: Moments = field(default_factory=Moments)
+    test: DiffTest | None = None
+    p_value: float | None = None
+    z: float = 0.0
+    signal: str = "rate"  # rate | mix: which scan carried the verdict
+    scope: dict = field(default_factory=dict)
+    needed_n: int | None = None
+    mde: float | None = None  # minimum detectable drop with the current sample
+    reference: Reference | None = None
+    scans: list[Scan] = field(default_factory=list)
+    recovered_at: int | None = None
+
+    @property
+    def delta(self) -> float | None:
+        if self.baseline.n and self.current.n:
+            return self.current.mean - self.baseline.mean
+        return None
+
+
+# --- reference model ----------------------------------------------------------------------------
+
+def fit_reference(cube: Cube, b0: int, b1: int, *, prior_strength: float = 20.0,
+                  mix_prior: float = 50.0) -> Reference | None:
+    """Cell means (shrunk towards the grand mean), pooled variance, dispersion and mix on [b0, b1)."""
+    b0, b1 = max(0, b0), min(cube.n_buckets, b1)
+    total = cube.moments(b0, b1)
+    if total.n < 2:
+        return None
+    grand = total.mean
+    mu: list[float] = []
+    within_ss, within_df = 0.0, 0.0
+    cell_n: list[float] = []
+    for ci in range(len(cube.cells)):
+        m = cube.cell_moments(ci, b0, b1)
+        cell_n.append(m.n)
+        mu.append((m.s + prior_strength * grand) / (m.n + prior_strength))
+        if m.n >= 2:
+            within_ss += m.ss - m.s * m.s / m.n
+            within_df += m.n - 1
+    sigma2 = within_ss / within_df if within_df > 0 else (total.var or 0.0)
+    # A floor keeps degenerate data (all values equal) from producing infinite z scores.
+    sigma2 = max(sigma2, 1e-6, 0.0025 * (total.var or 0.0))
+    tn = sum(cell_n)
+    mix = [x / tn for x in cell_n] if tn else [0.0] * len(cube.cells)
+    mix_var = sum(w * (m - grand) ** 2 for w, m in zip(mix, mu, strict=True))
+    ref = Reference(b0, b1, mu, grand, sigma2, mix=mix, mix_var=mix_var)
+    ref.hour_mix = _hour_mix(cube, b0, b1, mix, mix_prior)
+    ref.phi = _dispersion(*rate_residuals(cube, ref), b0, b1)
+    if mix_var > 0:
+        ref.phi_mix = _dispersion(*mix_residuals(cube, ref), b0, b1)
+    return ref
+
+
+def _hour_mix(cube: Cube, b0: int, b1: int, mix: list[float], prior: float) -> list[list[float]] | None:
+    """Baseline traffic share of each cell per hour of day (UTC), shrunk towards the overall mix."""
+    if cube.bucket_ms > 3_600_000 or not cube.cells:
+        return None
+    counts = [[0.0] * len(cube.cells) for _ in range(24)]
+    for ci in range(len(cube.cells)):
+        cn = cube.n[ci]
+        for b in range(b0, b1):
+            if cn[b]:
+                counts[_hour(cube, b)][ci] += cn[b]
+    out = []
+    for h in range(24):
+        nh = sum(counts[h])
+        out.append([(counts[h][ci] + prior * mix[ci]) / (nh + prior) for ci in range(len(cube.cells))])
+    return out
+
+
+def _hour(cube: Cube, b: int) -> int:
+    return (cube.time_of(b) // 3_600_000) % 24
+
+
+def _dispersion(y: list[float], w: list[float], b0: int, b1: int) -> float:
+    """Pearson chi-square / df of bucket residuals around their weighted mean; >= 1."""
+    ys = [(y[b], w[b]) for b in range(b0, b1) if w[b] > 0]
+    if len(ys) < 6:
+        return 1.0
+    sw = sum(x[1] for x in ys)
+    m = sum(v * x for v, x in ys) / sw
+    chi2 = sum(x * (v - m) ** 2 for v, x in ys)
+    return max(1.0, chi2 / (len(ys) - 1))
+
+
+def rate_residuals(cube: Cube, ref: Reference, cells: Sequence[int] | None = None,
+                   mu: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+    """Per bucket: observed mean minus the baseline prediction for the bucket's own cell counts,
+    and the weight n/sigma^2 (phi not applied)."""
+    mu = ref.mu if mu is None else mu
+    idx = range(len(cube.cells)) if cells is None else cells
+    nb = cube.n_buckets
+    n = [0.0] * nb
+    obs = [0.0] * nb
+    exp = [0.0] * nb
+    for ci in idx:
+        cn, cs, m = cube.n[ci], cube.s[ci], mu[ci]
+        for b in range(nb):
+            if cn[b]:
+                n[b] += cn[b]
+                obs[b] += cs[b]
+                exp[b] += cn[b] * m
+    y = [(obs[b] - exp[b]) / n[b] if n[b] else 0.0 for b in range(nb)]
+    w = [n[b] / ref.sigma2 for b in range(nb)]
+    return y, w
+
+
+def mix_residuals(cube: Cube, ref: Reference) -> tuple[list[float], list[float]]:
+    """Per bucket: the mean the bucket's cell mix predicts minus the mean the baseline mix for
+    that hour of day predicts (both with baseline cell means), and its multinomial weight."""
+    nb = cube.n_buckets
+    n = [0.0] * nb
+    exp = [0.0] * nb
+    for ci in range(len(cube.cells)):
+        cn, m = cube.n[ci], ref.mu[ci]
+        for b in range(nb):
+            if cn[b]:
+                n[b] += cn[b]
+                exp[b] += cn[b] * m
+    overall = sum(w * m for w, m in zip(ref.mix, ref.mu, strict=True))
+    hour_ref = None
+    if ref.hour_mix is not None:
+        hour_ref = [sum(w * m for w, m in zip(ref.hour_mix[h], ref.mu, strict=True)) for h in range(24)]
+    y, w = [0.0] * nb, [0.0] * nb
+    v = ref.mix_var
+    for b in range(nb):
+        if not n[b]:
+            continue
+        expected = hour_ref[_hour(cube, b)] if hour_ref is not None else overall
+        y[b] = exp[b] / n[b] - expected
+        w[b] = n[b] / v if v > 0 else 0.0
+    return y, w
+
+
+# --- change-point scan ---------------------------------------------------------------------------
+
+def scan_step(y: Sequence[float], w: Sequence[float], *, pre_start: int, lo: int, hi: int, end: int,
+              sign: int, phi: float = 1.0, min_post_w: float = 0.0) -> tuple[int | None, float, float, list]:
+    """Best single mean step in y (weights w) with the post segment starting in [lo, hi):
+    pre = [pre_start, tau), post = [tau, end). Returns (tau, z_bad, delta, profile) where z_bad > 0
+    means post is worse (sign = +1: higher is better)."""
+    W = [0.0] * (end + 1)
+    WY = [0.0] * (end + 1)
+    for b in range(pre_start, end):
+        W[b + 1] = W[b] + w[b]
+        WY[b + 1] = WY[b] + w[b] * y[b]
+    best: tuple[int | None, float, float] = (None, -math.inf, 0.0)
+    profile = []
+    tw, twy = W[end] - W[pre_start], WY[end] - WY[pre_start]
+    for tau in range(max(lo, pre_start + 1), min(hi, end)):
+        wa, wya = W[tau] - W[pre_start], WY[tau] - WY[pre_start]
+        wb, wyb = tw - wa, twy - wya
+        if wa <= 0 or wb <= 0 or wb < min_post_w:
+            continue
+        delta = wyb / wb - wya / wa
+        z = -sign * delta / math.sqrt(phi * (1 / wa + 1 / wb))
+        profile.append((tau, z))
+        if z > best[1]:
+            best = (tau, z, delta)
+    return best[0], best[1], best[2], profile
+
+
+def onset_support(profile: list[tuple[int, float]], z_best: float, *, width: float = 2.0) -> tuple[int, int]:
+    """Candidates whose profile log-likelihood (z^2/2) is within `width` of the best: an
+    approximate 95 % interval for the onset (statistics.md section 2.2)."""
+    top = z_best * z_best / 2
+    inside = [t for t, z in profile if z > 0 and top - z * z / 2 <= width]
+    return (min(inside), max(inside)) if inside else (0, 0)
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_better: bool = True,
+                      params: DetectParams | None = None) -> Detection:
+    """Is [window_start, at) worse than what came before, and since when? (coarse buckets)"""
+    p = params or DetectParams()
+    sign = 1 if higher_is_better else -1
+    iw0 = cube.boundary(window_start)
+    nb = cube.n_buckets
+    det = Detection(False, "no_regression", "", higher_is_better)
+    window = cube.moments(iw0, nb)
+    history = cube.moments(0, iw0)
+    det.current = window
+    det.baseline = history
+    det.current_window = (cube.time_of(iw0), at)
+    det.baseline_window = (cube.time_of(0), cube.time_of(iw0))
+    sd_all = math.sqrt(max((window.var or 0.0), (history.var or 0.0), 1e-12))
+
+    if window.n < p.min_events or (history.n + window.n) < 2 * p.min_events:
+        det.verdict = "insufficient_data"
+        det.needed_n = max(p.min_events, sample_size_for_diff(sd_all, 0.25 * sd_all, alpha=p.alpha)
+                           if sd_all > 1e-9 else p.min_events)
+        det.reason = (f"too little data for a verdict: {int(window.n)} events in the window"
+                      f" and {int(history.n)} before it; about {det.needed_n} events in the window"
+                      f" are needed to see a drop of a quarter of a standard deviation")
+        return det
+
+    # Baseline: the history before the window when it has enough events; else the whole range
+    # (a first pass), refined to the part before the onset once one is found.
+    if history.n >= p.min_events:
+        ref_end = iw0
+    else:
+        ref_end = nb
+    ref = fit_reference(cube, 0, ref_end, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
+    best, scans = _scan_all(cube, ref, iw0, sign, p)
+    if best.tau is not None and ref_end == nb:
+        # Refit on the part before the first pass's onset, then scan again.
+        if cube.moments(0, best.tau).n >= p.min_events:
+            ref = fit_reference(cube, 0, best.tau, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
+            best, scans = _scan_all(cube, ref, iw0, sign, p)
+    det.reference = ref
+    det.scans = scans
+    n_tests = max(1, len(det.scans))
+    p_adj = _adjusted_p(best, n_tests) if best.tau is not None else 1.0
+    det.p_value = p_adj
+    det.z = best.z if best.tau is not None else 0.0
+    det.signal = best.kind
+    det.scope = best.scope
+
+    if best.tau is None:
+        det.reason = "no candidate onset with enough events after it"
+        return _not_detected(det, cube, iw0, nb, ref, p)
+
+    tau = best.tau
+    # Canary ramps and staged rollouts: follow earlier steps in the same direction back.
+    tau = _first_step(cube, ref, best, iw0, sign, p, n_tests)
+    det.onset_bucket = tau
+    det.onset = cube.time_of(tau)
+    lo, hi = onset_support(best.profile, best.z)
+    det.onset_range = (cube.time_of(min(lo, tau)), cube.time_of(max(hi, tau) + 1))
+
+    base = cube.moments(0, tau)
+    cur = cube.moments(tau, nb)
+    det.baseline, det.current = base, cur
+    det.baseline_window = (cube.time_of(0), cube.time_of(tau))
+    det.current_window = (cube.time_of(tau), at)
+    det.test = welch(base, cur, var_floor=ref.sigma2, inflation=ref.phi)
+    sd = math.sqrt(ref.sigma2 * ref.phi)
+    min_effect = p.min_effect_sd * math.sqrt(ref.sigma2)
+
+    # Went away? A later step back up that leaves the latest part no worse than the baseline.
+    rec = _recovery(cube, ref, best, tau, sign, p)
+    if p_adj < p.alpha and rec is not None:
+        det.recovered_at = cube.time_of(rec)
+        det.verdict = "recovered"
+        det.reason = (f"a drop started at bucket {cube.time_of(tau)} but the metric is back to its "
+                      f"baseline since {cube.time_of(rec)}")
+        return det
+
+    effect = abs(best.delta)
+    if p_adj < p.alpha and effect >= min_effect:
+        det.detected = True
+        det.verdict = "regression"
+        det.reason = "worse than baseline beyond noise"
+        return det
+    det.mde = _mde(sd, cur.n, base.n, p)
+    if p_adj < p.alpha:
+        det.reason = f"a statistically clear change smaller than the minimum effect ({min_effect:.3g})"
+    return _not_detected(det, cube, iw0, nb, ref, p)
+
+
+def _not_detected(det: Detection, cube: Cube, iw0: int, nb: int, ref: Reference | None,
+                  p: DetectParams) -> Detection:
+    det.detected = False
+    det.verdict = "no_regression"
+    det.onset = det.onset_bucket = det.onset_range = None
+    base = cube.moments(0, iw0)
+    if base.n < p.min_events:  # no history before the window: compare its halves
+        mid = (iw0 + nb) // 2
+        base = cube.moments(0, mid)
+        det.current = cube.moments(mid, nb)
+        det.baseline_window = (cube.time_of(0), cube.time_of(mid))
+        det.current_window = (cube.time_of(mid), det.current_window[1] if det.current_window else cube.time_of(nb))
+    else:
+        det.current = cube.moments(iw0, nb)
+        det.baseline_window = (cube.time_of(0), cube.time_of(iw0))
+    det.baseline = base
+    if ref is not None:
+        det.test = welch(base, det.current, var_floor=ref.sigma2, inflation=ref.phi)
+        sd = math.sqrt(ref.sigma2 * ref.phi)
+        det.mde = _mde(sd, det.current.n, base.n, p)
+    if not det.reason:
+        det.reason = "no change beyond noise in the window"
+    return det
+
+
+def _mde(sd: float, n_cur: float, n_base: float, p: DetectParams) -> float | None:
+    if n_cur <= 0 or n_base <= 0:
+        return None
+    return (z_quantile(1 - p.alpha) + z_quantile(0.8)) * sd * math.sqrt(1 / n_cur + 1 / n_base)
+
+
+def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
+              p: DetectParams) -> tuple[Scan, list[Scan]]:
+    """Rate scans on the whole feature and each single slice value, plus the mix scan.
+    Returns the best (by corrected one-sided p-value) and all of them."""
+    scans: list[Scan] = []
+    nb = cube.n_buckets
+    none = Scan({}, "rate", None, 0.0, 1.0, 0.0, 0)
+    if ref is None:
+        return none, scans
+    scopes: list[tuple[dict, list[int] | None]] = [({}, None)]
+    if p.scan_slices:
+        values = cube.slice_values()
+        slice_scopes = []
+        for key, vals in values.items():
+            if len(vals) < 2:
+                continue
+            for v in vals:
+                slice_scopes.append(({key: v}, cube.cells_where({key: v})))
+        scopes += slice_scopes[: p.max_slice_scopes]
+    for scope, cells in scopes:
+        y, w = rate_residuals(cube, ref, cells)
+        min_post_w = p.min_post_events / ref.sigma2
+        tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
+                                        phi=ref.phi, min_post_w=min_post_w)
+        scans.append(Scan(scope, "rate", tau, z, normal_sf(z) if tau is not None else 1.0, delta,
+                          len(prof), prof))
+    if ref.mix_var > 0 and len(cube.cells) > 1:
+        y, w = mix_residuals(cube, ref)
+        min_post_w = p.min_post_events / ref.mix_var
+        tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
+                                        phi=ref.phi_mix, min_post_w=min_post_w)
+        scans.append(Scan({}, "mix", tau, z, normal_sf(z) if tau is not None else 1.0, delta, len(prof), prof))
+    valid = [s for s in scans if s.tau is not None]
+    if not valid:
+        return none, scans
+    # Smallest corrected p-value; ties (p underflows to 0) go to the larger z, then the whole feature.
+    n = len(scans)
+    return min(valid, key=lambda s: (_adjusted_p(s, n), -s.z, len(s.scope))), scans
+
+
+def _adjusted_p(scan: Scan, n_scans: int) -> float:
+    """Family-wise p-value of one scan: Bonferroni over its candidate onsets (close to exact in the
+    tail: the shortest post windows dominate), and alpha split half to the whole-feature rate scan,
+    half shared by the slice and mix scans (a global drop keeps most of its power)."""
+    k = max(1, scan.n_candidates)
+    if scan.kind == "rate" and not scan.scope:
+        return min(1.0, scan.p_one * k * 2)
+    return min(1.0, scan.p_one * k * 2 * max(1, n_scans - 1))
+
+
+def _scope_series(cube: Cube, ref: Reference, scan: Scan) -> tuple[list[float], list[float], float, float]:
+    if scan.kind == "mix":
+        y, w = mix_residuals(cube, ref)
+        return y, w, ref.phi_mix, ref.mix_var
+    cells = cube.cells_where(scan.scope) if scan.scope else None
+    y, w = rate_residuals(cube, ref, cells)
+    return y, w, ref.phi, ref.sigma2
+
+
+def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: DetectParams,
+                n_tests: int) -> int:
+    """Walk back from the best onset while an earlier step in the same direction is clear."""
+    y, w, phi, var = _scope_series(cube, ref, best)
+    tau = best.tau
+    for _ in range(4):
+        if tau is None or tau - iw0 < 1:
+            break
+        # Step inside [0, tau): is [t, tau) already worse than [0, t)?
+        t2, z2, _d, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=tau, end=tau, sign=sign, phi=phi,
+                                     min_post_w=p.min_post_events / var)
+        if t2 is None:
+            break
+        p2 = _adjusted_p(Scan(best.scope, best.kind, t2, z2, normal_sf(z2), 0.0, len(prof)), n_tests)
+        if p2 >= p.alpha:
+            break
+        tau = t2
+    return tau
+
+
+def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: DetectParams) -> int | None:
+    """A clear step back up after the onset, after which the metric is not worse than baseline."""
+    y, w, phi, var = _scope_series(cube, ref, best)
+    nb = cube.n_buckets
+    t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=nb, end=nb, sign=-sign, phi=phi,
+                                 min_post_w=p.min_post_events / var)
+    if t3 is None or min(1.0, normal_sf(z3) * max(1, len(prof))) >= p.alpha:
+        return None
+    # After t3, is the residual mean still clearly bad?
+    wb = sum(w[t3:nb])
+    if wb <= 0:
+        return None
+    mb = sum(w[b] * y[b] for b in range(t3, nb)) / wb
+    z_after = -sign * mb / math.sqrt(phi / wb)
+    return t3 if z_after < 2.0 else None
+
+
+# --- onset refinement on fine buckets -------------------------------------------------------------
+
+def refine_onset(fine: Cube, mu: dict[Cell, float], sigma2: float, phi: float, *, sign: int,
+                 scope: dict | None = None, level: float, lo_ms: int, hi_ms: int,
+                 grand: float | None = None) -> tuple[int, tuple[int, int]] | None:
+    """Onset on fine buckets (5-15 min) inside [lo_ms, hi_ms): the step from the baseline level
+    (residual 0) to the known post level `level` (residual, metric units) that fits best.
+    Residuals use the baseline cell means `mu` (cells not in it: `grand`)."""
+    if fine.n_buckets == 0 or level == 0:
+        return None
+    cells = fine.cells_where(scope) if scope else list(range(len(fine.cells)))
+    fallback = grand if grand is not None else (sum(mu.values()) / len(mu) if mu else 0.0)
+    m = [mu.get(c, fallback) for c in fine.cells]
+    ref = Reference(0, 0, m, fallback, sigma2, phi)
+    y, w = rate_residuals(fine, ref, cells, mu=m)
+    b_lo = max(0, fine.bucket_of(lo_ms))
+    b_hi = min(fine.n_buckets, fine.boundary(hi_ms))
+    if b_hi - b_lo < 2:
+        return None
+    # gain(tau) = sum_{t >= tau} w_t * level * (2 y_t - level) / (2 phi): log-likelihood of "post"
+    # over "pre" for the buckets after tau. Maximise over tau.
+    gains = []
+    acc = 0.0
+    for b in range(b_hi - 1, b_lo - 1, -1):
+        if w[b] > 0:
+            acc += w[b] * level * (2 * y[b] - level) / (2 * phi)
+        gains.append((b, acc))
+    gains.reverse()
+    best_b, best_g = max(gains, key=lambda x: (x[1], -x[0]))
+    inside = [b for b, g in gains if best_g - g <= 2.0]
+    return fine.time_of(best_b), (fine.time_of(min(inside)), fine.time_of(max(inside) + 1))
+
+
+def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,
+                    prior_strength: float = 20.0, scope: dict | None = None) -> tuple[float, float, int] | None:
+    """Mix-adjusted change of a metric between two bucket windows: (z in the bad direction,
+    delta of residual means, events after). Used for the other metrics of a feature (do user
+    signals move with the judge?)."""
+    ref = fit_reference(cube, *pre, prior_strength=prior_strength)
+    if ref is None:
+        return None
+    cells = cube.cells_where(scope) if scope else None
+    if cells == []:
+        return None
+    y, w = rate_residuals(cube, ref, cells)
+    wa = sum(w[b] for b in range(*pre))
+    wb = sum(w[b] for b in range(*post))
+    if wa <= 0 or wb <= 0:
+        return None
+    ma = sum(w[b] * y[b] for b in range(*pre)) / wa
+    mb = sum(w[b] * y[b] for b in range(*post)) / wb
+    se = math.sqrt(ref.phi * (1 / wa + 1 / wb))
+    n_post = int(sum(w[b] for b in range(*post)) * ref.sigma2)
+    return -sign * (mb - ma) / se, mb - ma, n_post

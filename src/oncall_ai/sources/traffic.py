@@ -1,0 +1,223 @@
+"""Versions seen changing in traffic: `model_id`, `prompt_version`, `index_version`, `judge_id`
+carried by the events themselves, per feature (judge_id per feature and metric).
+
+How a switch is found (store series + aggregates only, so SQLite and ClickHouse both work):
+1. Hourly counts per version over [start - lookback, end).
+2. A switch from the version in use (`old`) to `new` is an hour where `new` holds more than half of
+   the traffic, stays above half in the next hour (when there is one), and `old` had held at least
+   70% at some point before (so a steady 50/50 split does not flap).
+3. Refinement: in 5 to 15 minute buckets (finer when traffic allows) over the hour before and the
+   hour of the crossing, the switch time is the bucket boundary that best separates old from new
+   (the boundary maximising old-before minus new-before plus new-after minus old-after): the
+   cut-over time for a flip, the 50% crossing for a canary ramp.
+4. The hourly share of new (against old + new) from its first appearance is kept as the ramp.
+A new version that appears in the window with at least 5% of an hour's traffic but never passes
+50% is reported as a partial rollout (a canary in progress, or one rolled back).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+HOUR_MS = 3_600_000
+VERSION_FIELDS = ("model_id", "prompt_version", "index_version", "judge_id")
+DEFAULT_LOOKBACK_MS = 24 * HOUR_MS
+OLD_HELD_SHARE = 0.7
+CANARY_MIN_SHARE = 0.05
+MIN_EVENTS = 10
+FINE_BUCKETS_MS = (5 * 60_000, 10 * 60_000, 15 * 60_000)
+MAX_RAMP_POINTS = 72
+
+
+@dataclass
+class VersionSwitch:
+    feature: str
+    field: str
+    old: str | None
+    new: str
+    at: int  # the refined switch time (epoch ms)
+    resolution_ms: int  # the bucket size `at` was found with
+    metric: str | None = None  # for judge_id
+    partial: bool = False  # never passed 50% of traffic
+    share_new: float = 0.0  # share of new in the last hour of the window
+    ramp: list[list] = field(default_factory=list)  # [[hour start ms, share of new], ...]
+    n_old: int = 0
+    n_new: int = 0
+
+    def evidence(self) -> dict:
+        return {"feature": self.feature, "field": self.field, "metric": self.metric,
+                "from": self.old, "to": self.new, "at": self.at, "resolution_ms": self.resolution_ms,
+                "partial": self.partial, "share_new": round(self.share_new, 4),
+                "ramp": self.ramp, "events_old": self.n_old, "events_new": self.n_new}
+
+
+def _floor(ms: int, size: int) -> int:
+    return ms - ms % size
+
+
+def detect_switches(store, start_ms: int, end_ms: int, *, features: set[str] | None = None,
+                    lookback_ms: int = DEFAULT_LOOKBACK_MS) -> list[VersionSwitch]:
+    """Version switches per (feature, field) with their switch time in [start, end)."""
+    series = [s for s in store.series() if features is None or s.feature in features]
+    # group -> value -> [series ids]
+    groups: dict[tuple[str, str, str | None], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for s in series:
+        for fld in VERSION_FIELDS:
+            v = getattr(s, fld)
+            if v is None or v == "":
+                continue
+            metric = s.metric if fld == "judge_id" else None
+            groups[(s.feature, fld, metric)][v].append(s.id)
+    groups = {g: vals for g, vals in groups.items() if len(vals) > 1}
+    if not groups:
+        return []
+    ids = sorted({i for vals in groups.values() for lst in vals.values() for i in lst})
+    q_start = _floor(start_ms - lookback_ms, HOUR_MS)
+    cells = store.aggregate(ids, q_start, end_ms, bucket_ms=HOUR_MS)
+    per_series: dict[int, dict[int, int]] = defaultdict(dict)
+    for (sid, bucket), agg in cells.items():
+        if agg.n:
+            per_series[sid][bucket] = per_series[sid].get(bucket, 0) + agg.n
+
+    out: list[VersionSwitch] = []
+    for (feature, fld, metric), vals in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        hourly: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for v, sids in vals.items():
+            for sid in sids:
+                for b, n in per_series.get(sid, {}).items():
+                    hourly[b][v] += n
+        out.extend(_switches_in_group(store, feature, fld, metric, vals, hourly, start_ms, end_ms, q_start))
+    return out
+
+
+def _switches_in_group(store, feature, fld, metric, vals, hourly, start_ms, end_ms, q_start):
+    buckets = sorted(b for b, c in hourly.items() if sum(c.values()) > 0)
+    if not buckets:
+        return []
+    found: list[VersionSwitch] = []
+
+    def share(b, v):
+        c = hourly[b]
+        tot = sum(c.values())
+        return c.get(v, 0) / tot if tot else 0.0
+
+    def dominant(b):
+        c = hourly[b]
+        v = max(c, key=lambda k: (c[k], k))
+        return v, share(b, v)
+
+    current, _ = dominant(buckets[0])
+    held = share(buckets[0], current)
+    seen_values = {current}
+    dominant_values = {current}
+    for i, b in enumerate(buckets[1:], 1):
+        v, sh = dominant(b)
+        if v == current or sh <= 0.5:
+            if v == current:
+                held = max(held, sh)
+            continue
+        nxt = buckets[i + 1] if i + 1 < len(buckets) else None
+        stable = nxt is None or share(nxt, v) > 0.5
+        if not stable or held < OLD_HELD_SHARE:
+            continue
+        sw = _refine(store, feature, fld, metric, vals, current, v, b, hourly, buckets, q_start, end_ms)
+        if sw is not None:
+            found.append(sw)
+        current, held = v, sh
+        dominant_values.add(v)
+    seen_values |= dominant_values
+
+    # Partial rollouts: a version new in the window that never held half the traffic.
+    first_in_window = _floor(start_ms, HOUR_MS)
+    for v in vals:
+        if v in dominant_values:
+            continue
+        present = [b for b in buckets if hourly[b].get(v, 0) > 0]
+        if not present or present[0] < first_in_window:
+            continue  # not new in the window (or never seen)
+        if max(share(b, v) for b in present) < CANARY_MIN_SHARE or sum(hourly[b][v] for b in present) < MIN_EVENTS:
+            continue
+        base = _dominant_before(hourly, buckets, present[0])
+        first = _first_fine(store, vals[v], present[0], end_ms)
+        if first is None or not start_ms <= first[0] < end_ms:
+            continue
+        ramp = _ramp(hourly, buckets, base, v, present[0])
+        found.append(VersionSwitch(
+            feature=feature, field=fld, old=base, new=v, at=first[0], resolution_ms=first[1],
+            metric=metric, partial=True, share_new=ramp[-1][1] if ramp else 0.0, ramp=ramp,
+            n_old=sum(hourly[b].get(base, 0) for b in present) if base else 0,
+            n_new=sum(hourly[b][v] for b in present)))
+    return [s for s in found if start_ms <= s.at < end_ms]
+
+
+def _dominant_before(hourly, buckets, b0):
+    for b in reversed([b for b in buckets if b < b0]):
+        c = hourly[b]
+        if c:
+            return max(c, key=lambda k: (c[k], k))
+    c = hourly[b0]
+    return max(c, key=lambda k: (c[k], k)) if c else None
+
+
+def _ramp(hourly, buckets, old, new, first_bucket):
+    ramp = []
+    for b in buckets:
+        if b < first_bucket:
+            continue
+        o = hourly[b].get(old, 0) if old else 0
+        n = hourly[b].get(new, 0)
+        if o + n:
+            ramp.append([b, round(n / (o + n), 4)])
+    if len(ramp) > MAX_RAMP_POINTS:
+        ramp = ramp[:MAX_RAMP_POINTS // 2] + ramp[-MAX_RAMP_POINTS // 2:]
+    return ramp
+
+
+def _fine_size(events_per_hour: float) -> int:
+    for size in FINE_BUCKETS_MS:
+        if events_per_hour * size / HOUR_MS >= 8:
+            return size
+    return FINE_BUCKETS_MS[-1]
+
+
+def _refine(store, feature, fld, metric, vals, old, new, b, hourly, buckets, q_start, end_ms):
+    lo = max(b - HOUR_MS, q_start)
+    hi = min(b + HOUR_MS, end_ms)
+    per_hour = (sum(hourly[b].values()) + sum(hourly.get(b - HOUR_MS, {}).values())) / 2
+    size = _fine_size(per_hour)
+    lo = _floor(lo, size)
+    cells = store.aggregate(vals[old] + vals[new], lo, hi, bucket_ms=size)
+    old_ids = set(vals[old])
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for (sid, bucket), agg in cells.items():
+        counts[bucket][0 if sid in old_ids else 1] += agg.n
+    fine = sorted(counts)
+    if not fine:
+        at = b
+    else:
+        # best boundary k: buckets fine[:k] are "old", fine[k:] are "new"
+        diffs = [counts[t][1] - counts[t][0] for t in fine]
+        total_after = sum(diffs)
+        best_k, best_score = 0, total_after  # everything new
+        before = 0
+        for k in range(1, len(fine) + 1):
+            before += diffs[k - 1]
+            score = -before + (total_after - before)
+            if score > best_score:
+                best_k, best_score = k, score
+        at = fine[best_k] if best_k < len(fine) else fine[-1] + size
+    present = [x for x in buckets if hourly[x].get(new, 0) > 0]
+    ramp = _ramp(hourly, buckets, old, new, present[0] if present else b)
+    return VersionSwitch(
+        feature=feature, field=fld, old=old, new=new, at=at, resolution_ms=size, metric=metric,
+        share_new=ramp[-1][1] if ramp else 1.0, ramp=ramp,
+        n_old=sum(hourly[x].get(old, 0) for x in buckets if x >= b),
+        n_new=sum(hourly[x].get(new, 0) for x in buckets if x >= b))
+
+
+def _first_fine(store, ids, hour, end_ms):
+    size = FINE_BUCKETS_MS[0]
+    cells = store.aggregate(ids, hour, min(hour + HOUR_MS, end_ms), bucket_ms=size)
+    times = sorted(bucket for (_sid, bucket), agg in cells.items() if agg.n)
+    return (times[0], size) if times else None

@@ -1,0 +1,349 @@
+"""Triage: fetch what the analysis needs (aggregates, changes, judge evidence) and run the pure
+analysis (oncall_ai.analysis) for each (feature, metric).
+
+Flow per (feature, metric):
+1. hourly aggregates per series over [since - baseline, at) (hourly rollups: cheap);
+2. detection on the hourly cube (analysis.detect);
+3. if a regression: first slice localisation on hourly windows, then the onset refined on
+   5-minute buckets around the hourly onset, inside the affected slices (raw events, a few hours);
+4. decomposition and localisation again on the refined windows;
+5. the other metrics of the feature (do user signals move with the judge?), judge evidence
+   (the judge helper's module, when present), changes in the window and before the onset;
+6. attribution.
+
+Every optional source degrades to a note: no changes module or source configured, a repo that
+cannot be read, no judge module or calibration data, no version tags, too little data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from oncall_ai.analysis.attribute import AttributionInput, AttributionParams, CrossMetric, attribute
+from oncall_ai.analysis.cube import Cube
+from oncall_ai.analysis.decompose import kitagawa
+from oncall_ai.analysis.detect import (
+    DetectParams,
+    compare_windows,
+    detect_regression,
+    rate_residuals,
+    refine_onset,
+)
+from oncall_ai.analysis.finding import Finding, chart_points
+from oncall_ai.analysis.localize import LocalizeParams, localize
+from oncall_ai.analysis.stats import welch
+from oncall_ai.errors import OncallError
+from oncall_ai.timeutil import format_duration, parse_duration_ms
+
+HOUR = 3_600_000
+MINUTE = 60_000
+LOWER_IS_BETTER_WORDS = ("thumbs_down", "thumbsdown", "retry", "retries", "error", "fail", "latency",
+                         "toxicity", "hallucination", "refusal", "complaint", "escalation")
+
+
+@dataclass
+class TriageSettings:
+    """Defaults, overridable in the config's `triage:` section."""
+
+    baseline_ms: int = 4 * 24 * HOUR  # history before --since used as the baseline (hourly rollups)
+    coarse_ms: int = HOUR
+    fine_ms: int = 5 * MINUTE
+    fine_before_ms: int = 2 * HOUR
+    fine_after_ms: int = 1 * HOUR
+    candidates_before_onset_ms: int = 24 * HOUR
+    detect: DetectParams = field(default_factory=DetectParams)
+    localize: LocalizeParams = field(default_factory=LocalizeParams)
+    attribute: AttributionParams = field(default_factory=AttributionParams)
+
+    @classmethod
+    def from_config(cls, cfg) -> TriageSettings:
+        s = cls()
+        sec = cfg.section("triage") if cfg is not None else {}
+        if not sec:
+            return s
+        from oncall_ai.errors import ConfigError
+
+        def dur(key: str, default: int) -> int:
+            if key not in sec:
+                return default
+            try:
+                return parse_duration_ms(str(sec[key]))
+            except ValueError as e:
+                raise ConfigError(f"{cfg.describe()}: triage.{key}: {e}") from None
+
+        s.baseline_ms = dur("baseline", s.baseline_ms)
+        s.fine_ms = dur("fine_bucket", s.fine_ms)
+        s.candidates_before_onset_ms = dur("candidates_before_onset", s.candidates_before_onset_ms)
+        if "alpha" in sec:
+            a = sec["alpha"]
+            if not isinstance(a, int | float) or not 0 < a < 0.5:
+                raise ConfigError(f"{cfg.describe()}: triage.alpha: must be a number in (0, 0.5), e.g. 0.001")
+            s.detect = DetectParams(alpha=float(a))
+        return s
+
+
+@dataclass
+class TriageResult:
+    at: int
+    since: int
+    findings: list[Finding]
+    notes: list[str] = field(default_factory=list)
+
+    def regression_found(self) -> bool:
+        return any(f.detection.detected for f in self.findings)
+
+
+def metric_direction(cfg, metric: str) -> tuple[bool, str | None]:
+    """(higher_is_better, note). Unconfigured metrics named like a bad thing count as lower-better."""
+    if cfg is not None and metric in cfg.metrics:
+        return cfg.metrics[metric].higher_is_better, None
+    low = metric.lower()
+    if any(w in low for w in LOWER_IS_BETTER_WORDS):
+        return False, f"metric {metric!r} is not in the config; assumed lower is better from its name"
+    return True, f"metric {metric!r} is not in the config; assumed higher is better"
+
+
+def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, metric: str | None = None,
+               settings: TriageSettings | None = None, since_text: str = "24h",
+               changes_fn: Callable | None = None, judge_fn: Callable | None = None) -> TriageResult:
+    st = settings or TriageSettings.from_config(cfg)
+    result = TriageResult(at, since, [])
+    all_series = store.series(feature, None)
+    groups: dict[tuple[str, str], list] = {}
+    for s in all_series:
+        groups.setdefault((s.feature, s.metric), []).append(s)
+    wanted = sorted(k for k in groups if metric is None or k[1] == metric)
+    if feature is not None and metric is not None and (feature, metric) not in groups:
+        wanted = [(feature, metric)]
+    if not wanted:
+        what = " and ".join(x for x in (f"feature {feature!r}" if feature else "",
+                                        f"metric {metric!r}" if metric else "") if x)
+        result.notes.append(f"no events for {what or 'any feature'} in the store")
+        return result
+
+    changes, change_notes = _load_changes(cfg, store, since - st.candidates_before_onset_ms, at, feature,
+                                          changes_fn)
+    result.notes.extend(change_notes)
+    hist_start = since - st.baseline_ms
+    cube_cache: dict[tuple[str, str], Cube] = {}
+    slice_keys = list(cfg.slices) if cfg is not None and cfg.slices else None
+
+    def coarse(f: str, m: str) -> Cube:
+        key = (f, m)
+        if key not in cube_cache:
+            series = groups.get(key, [])
+            aggs = store.aggregate([s.id for s in series], hist_start, at, bucket_ms=st.coarse_ms) if series else {}
+            cube_cache[key] = Cube.from_aggregates(series, aggs, start=hist_start, end=at,
+                                                   bucket_ms=st.coarse_ms, slice_keys=slice_keys)
+        return cube_cache[key]
+
+    for f, m in wanted:
+        try:
+            finding = _triage_one(cfg, store, st, f, m, groups.get((f, m), []), coarse, changes, at, since,
+                                  since_text, judge_fn, groups, slice_keys)
+        except OncallError:
+            raise
+        result.findings.append(finding)
+    result.findings.sort(key=Finding.severity)
+    return result
+
+
+def _load_changes(cfg, store, start: int, end: int, feature: str | None,
+                  changes_fn: Callable | None) -> tuple[list, list[str]]:
+    notes: list[str] = []
+    if changes_fn is None:
+        try:
+            from oncall_ai.sources.changes import collect_changes as changes_fn  # noqa: N813
+        except ImportError:
+            return [], ["changes: the changes module is not installed; hypotheses cover input shift and judge only"]
+    if cfg is None:
+        notes.append("changes: no configuration, so no prompt repo, pins or recorded changes to read")
+    try:
+        cs = changes_fn(cfg, store, start, end, feature=feature if cfg is not None and feature in cfg.features else None)
+    except OncallError as e:
+        return [], [f"changes: {e.message}"]
+    except Exception as e:  # a broken source must not take triage down at 3am
+        return [], [f"changes: could not be read ({type(e).__name__}: {e})"]
+    changes = list(getattr(cs, "changes", cs) or [])
+    for p in getattr(cs, "problems", ()) or ():
+        notes.append(f"changes: {p}")
+    return changes, notes
+
+
+def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, series: list, coarse_fn,
+                changes: list, at: int, since: int, since_text: str, judge_fn, groups, slice_keys) -> Finding:
+    higher, note = metric_direction(cfg, metric)
+    sign = 1 if higher else -1
+    source = _majority([s.source for s in series]) or (cfg.metric(metric).source if cfg is not None else "judge")
+    cube = coarse_fn(feature, metric)
+    det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect)
+    finding = Finding(feature, metric, source, higher, det)
+    if note:
+        finding.notes.append(note)
+    iw0 = cube.boundary(since)
+    finding.chart = chart_points(cube, max(0, iw0 - (cube.n_buckets - iw0) // 3), cube.n_buckets)
+    finding.changes_in_window = sorted((c for c in changes if c.affects(feature) and
+                                        cube.time_of(0) <= c.at < at), key=lambda c: c.at)
+    ref = det.reference
+    if not det.detected or ref is None:
+        if ref is not None and det.baseline_window and det.current_window:
+            pre = (cube.boundary(det.baseline_window[0]), cube.boundary(det.baseline_window[1]))
+            post = (cube.boundary(det.current_window[0]), cube.n_buckets)
+            finding.decomposition = kitagawa(cube, pre, post, sigma2=ref.sigma2, phi=ref.phi,
+                                             phi_mix=ref.phi_mix, sign=sign)
+        return finding
+
+    # First pass on hourly windows: where is it?
+    tb = det.onset_bucket
+    dec = kitagawa(cube, (0, tb), (tb, cube.n_buckets), sigma2=ref.sigma2, phi=ref.phi, phi_mix=ref.phi_mix, sign=sign)
+    loc = localize(cube, (0, tb), (tb, cube.n_buckets), sign=sign, sigma2=ref.sigma2, phi=ref.phi,
+                   decomposition=dec, params=st.localize)
+    scope = loc.scope or (det.scope if det.signal == "rate" else {})
+
+    # Refine the onset on fine buckets inside the affected slices.
+    fine = None
+    coarse_onset = det.onset
+    lo = max(cube.time_of(0), coarse_onset - st.fine_before_ms)
+    hi = min(at, coarse_onset + st.fine_after_ms)
+    if hi > lo and det.signal == "rate":
+        aggs = store.aggregate([s.id for s in series], lo, hi, bucket_ms=st.fine_ms)
+        fine = Cube.from_aggregates(series, aggs, start=lo, end=hi, bucket_ms=st.fine_ms, slice_keys=slice_keys)
+        cells = cube.cells_where(scope) if scope else None
+        y, w = rate_residuals(cube, ref, cells)
+        wb = sum(w[tb:])
+        level = sum(w[b] * y[b] for b in range(tb, cube.n_buckets)) / wb if wb > 0 else 0.0
+        if -sign * level > 0:
+            refined = refine_onset(fine, ref.mu_by_cell(cube), ref.sigma2, ref.phi, sign=sign, scope=scope,
+                                   level=level, lo_ms=lo, hi_ms=hi, grand=ref.grand)
+            if refined is not None:
+                det.onset, det.onset_range = refined
+
+    # Second pass on windows split at the refined onset (the bucket holding it is left out).
+    pre = (0, max(1, cube.bucket_of(det.onset)))
+    post = (min(cube.n_buckets - 1, cube.boundary(det.onset)), cube.n_buckets)
+    det.baseline, det.current = cube.moments(*pre), cube.moments(*post)
+    det.baseline_window = (cube.time_of(pre[0]), cube.time_of(pre[1]))
+    det.current_window = (cube.time_of(post[0]), at)
+    det.test = welch(det.baseline, det.current, var_floor=ref.sigma2, inflation=ref.phi)
+    dec = kitagawa(cube, pre, post, sigma2=ref.sigma2, phi=ref.phi, phi_mix=ref.phi_mix, sign=sign)
+    loc = localize(cube, pre, post, sign=sign, sigma2=ref.sigma2, phi=ref.phi, decomposition=dec,
+                   params=st.localize)
+    finding.decomposition, finding.localization = dec, loc
+
+    scope = loc.scope or {}
+    cross = _cross_metrics(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
+    others = _other_features(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
+    judge_ev = None
+    if source == "judge":
+        judge_ev, jnote = _judge_evidence(cfg, store, feature, metric, since, at, det.onset, judge_fn)
+        if jnote:
+            finding.notes.append(jnote)
+    pin_key = None
+    if cfg is not None and feature in cfg.features:
+        pin_key = cfg.features[feature].model
+    inp = AttributionInput(feature, metric, source, higher, cube, det, loc, dec, changes, at, fine=fine,
+                           judge=judge_ev, cross=cross, pin_key=pin_key, since=since_text,
+                           other_features=others)
+    finding.hypotheses = attribute(inp, st.attribute)
+    _onset_from_top(finding, fine)
+    if not any(any(v is not None for v in r.versions[:3]) for r in cube.rows):
+        finding.notes.append("events carry no version tags (model_id, prompt_version, index_version): "
+                             "no side-by-side version comparison, timing and footprint only")
+    if not changes:
+        finding.notes.append("no changes found in the window from any source")
+    return finding
+
+
+def _majority(values: list[str]) -> str | None:
+    if not values:
+        return None
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts, key=lambda k: (counts[k], k))
+
+
+def _onset_from_top(finding: Finding, fine: Cube | None) -> None:
+    """"Since when" in terms of the cause: when the top hypothesis' change reached traffic, if its
+    exposure explains the drop as well as the best free onset (canary ramps start small, so the
+    data alone puts the onset at the full rollout; statistics.md section 2.2)."""
+    det = finding.detection
+    if not finding.hypotheses or det.onset is None:
+        return
+    top = finding.hypotheses[0]
+    start = top.exposure_start
+    if top.change is None or start is None or top.components.get("timing", -99) < -2.0:
+        return
+    lo = (det.onset_range[0] if det.onset_range else det.onset) - 3 * HOUR
+    if lo <= start <= det.onset + 15 * MINUTE:
+        det.onset = start
+
+
+def _other_features(feature: str, metric: str, source: str, groups, coarse_fn, cube: Cube, pre, post, cfg,
+                    scope: dict) -> dict[str, float]:
+    """Did the same metric (or another of the same source) drop in the other features at the same
+    time, in the same slices? z in the bad direction per feature. Shared causes (an index, a judge,
+    a provider alias) hit every feature they reach."""
+    out: dict[str, float] = {}
+    t_pre = (cube.time_of(pre[0]), cube.time_of(pre[1]))
+    t_post = (cube.time_of(post[0]), cube.time_of(post[1]))
+    feats = sorted({f for f, _ in groups if f != feature})
+    for g in feats:
+        m = metric if (g, metric) in groups else next(
+            (mm for (ff, mm), ss in sorted(groups.items()) if ff == g and _majority([s.source for s in ss]) == source),
+            None)
+        if m is None:
+            continue
+        other = coarse_fn(g, m)
+        higher, _ = metric_direction(cfg, m)
+        res = compare_windows(other, pre=(other.boundary(t_pre[0]), other.boundary(t_pre[1])),
+                              post=(other.boundary(t_post[0]), other.boundary(t_post[1])),
+                              sign=1 if higher else -1, scope=scope or None)
+        if res is not None:
+            out[g] = res[0]
+    return out
+
+
+def _cross_metrics(feature: str, metric: str, source: str, groups, coarse_fn, cube: Cube, pre, post,
+                   cfg, scope: dict | None = None) -> list[CrossMetric]:
+    if source != "judge":
+        return []
+    out = []
+    t_pre = (cube.time_of(pre[0]), cube.time_of(pre[1]))
+    t_post = (cube.time_of(post[0]), cube.time_of(post[1]))
+    for (f, m), series in sorted(groups.items()):
+        if f != feature or m == metric:
+            continue
+        src = _majority([s.source for s in series])
+        if src not in ("user", "check"):
+            continue
+        other = coarse_fn(f, m)
+        pre_o = (other.boundary(t_pre[0]), other.boundary(t_pre[1]))
+        post_o = (other.boundary(t_post[0]), other.boundary(t_post[1]))
+        higher, _ = metric_direction(cfg, m)
+        res = compare_windows(other, pre=pre_o, post=post_o, sign=1 if higher else -1, scope=scope or None)
+        if res is None:
+            continue
+        z, delta, n = res
+        out.append(CrossMetric(m, src, z, delta, n))
+    return out
+
+
+def _judge_evidence(cfg, store, feature: str, metric: str, since: int, at: int, onset: int,
+                    judge_fn: Callable | None):
+    if judge_fn is None:
+        try:
+            from oncall_ai.analysis.judge_health import judge_evidence as judge_fn  # noqa: N813
+        except ImportError:
+            return None, None
+    try:
+        return judge_fn(cfg, store, feature, metric, since, at, onset), None
+    except OncallError as e:
+        return None, f"judge evidence: {e.message}"
+    except Exception as e:  # no calibration data, a broken run record: degrade, never crash
+        return None, f"judge evidence unavailable ({type(e).__name__}: {e})"
+
+
+def describe_window(since: int, at: int) -> str:
+    return format_duration(at - since)

@@ -1,0 +1,216 @@
+import gzip
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from oncall_ai.config import load_config
+from oncall_ai.ingest import ingest_files, ingest_records
+from oncall_ai.store import open_store
+
+T0 = 1_795_000_000  # 2026-11-18T...Z
+
+
+def ev(i, **kw):
+    d = {"id": f"e{i}", "ts": T0 + i, "feature": "summarizer", "metric": "helpfulness", "value": 4,
+         "slice": {"language": "en"}}
+    d.update(kw)
+    return d
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    p = tmp_path / "oncall-ai.yaml"
+    p.write_text("store: s.db\nmetrics:\n  helpfulness: {source: judge, good: '>= 4', scale: [1, 5]}\n"
+                 "  schema_valid: {source: check, good: '== 1'}\n")
+    return load_config(p)
+
+
+def write_jsonl(path, records):
+    with open(path, "w") as f:
+        for r in records:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return str(path)
+
+
+def count(store):
+    return store.count_events()
+
+
+def test_jsonl_gz_csv_and_stdin(run_cli, tmp_path, cfg):
+    a = write_jsonl(tmp_path / "a.jsonl", [ev(i) for i in range(5)])
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
+        for i in range(5, 8):
+            f.write(json.dumps(ev(i)) + "\n")
+    (tmp_path / "c.csv").write_text(
+        "id,ts,feature,metric,value,slice.language,slice.persona\n"
+        f"e8,{T0 + 8},summarizer,helpfulness,5,de,dev\n"
+        f"e9,2026-11-18T00:00:00Z,summarizer,schema_valid,true,de,\n")
+    r = run_cli("--config", cfg.path, "ingest", a, tmp_path / "b.jsonl.gz", tmp_path / "c.csv")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("--config", cfg.path, "ingest", "-", input=json.dumps(ev(10)) + "\n")
+    assert r.exit_code == 0, r.stderr
+    with open_store(cfg.store) as st:
+        assert count(st) == 11
+        s = {tuple(x.slice) for x in st.series()}
+        assert (("language", "de"), ("persona", "dev")) in s
+        checks = [x for x in st.series() if x.metric == "schema_valid"]
+        assert checks and checks[0].source == "check"  # from the metric's config
+
+
+def test_idempotent_by_id_and_by_record_hash(tmp_path, cfg):
+    recs = [ev(i) for i in range(3)] + [{k: v for k, v in ev(99).items() if k != "id"}]
+    p = write_jsonl(tmp_path / "a.jsonl", recs)
+    with open_store(cfg.store) as st:
+        r1 = ingest_files([p], st, cfg)
+        r2 = ingest_files([p], st, cfg)
+        assert (r1.stored, r1.duplicates) == (4, 0)
+        assert (r2.stored, r2.duplicates) == (0, 4)
+        # the same id with other content changes nothing
+        r3 = ingest_records([ev(1, value=1)], config=cfg, store=st)
+        assert r3.stored == 0
+        agg = st.aggregate([s.id for s in st.series()], T0 * 1000 - 1, T0 * 1000 + 10**6)
+        assert sum(a.n for a in agg.values()) == 4
+        assert sum(a.total for a in agg.values()) == 16  # value 1 was not stored
+
+
+BAD = [
+    ("{bad json", "malformed JSON"),
+    ('{"ts": 1795000000, "feature": "s", "metric": "helpfulness", "value": NaN}', "NaN"),
+    (json.dumps({"feature": "s", "metric": "helpfulness", "value": 4}), "missing key 'ts'"),
+    (json.dumps({"ts": T0, "metric": "helpfulness", "value": 4}), "missing key 'feature'"),
+    (json.dumps({"ts": T0, "feature": "s", "value": 4}), "missing key 'metric'"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "helpfulness"}), "missing key 'value'"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "helpfulness", "value": "4"}), "'value' must be a number"),
+    (json.dumps({"ts": "2026-11-27T03:02:00", "feature": "s", "metric": "m", "value": 1}), "no UTC offset"),
+    (json.dumps({"ts": "yesterday", "feature": "s", "metric": "m", "value": 1}), "not an RFC 3339"),
+    (json.dumps({"ts": T0 * 1000, "feature": "s", "metric": "m", "value": 1}), "milliseconds"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "helpfulness", "value": 7}), "outside the scale"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "m", "value": 1, "source": "robot"}), "'source'"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "m", "value": 1, "slice": {"a": {"b": 1}}}), "slice value"),
+    (json.dumps({"ts": T0, "feature": "s", "metric": "m", "value": 1, "sample_rate": 0}), "sample_rate"),
+    ("[1, 2]", "not a JSON object"),
+]
+
+
+def test_bad_records_are_named_and_valid_ones_kept(run_cli, tmp_path, cfg):
+    lines = [json.dumps(ev(0))] + [b for b, _ in BAD] + [json.dumps(ev(1))]
+    p = tmp_path / "mixed.jsonl"
+    data = "\n".join(lines).encode() + b"\n" + b'{"ts": 1795000000, "feature": "\xff", "metric": "m", "value": 1}\n'
+    data += b'{"id": "big", "ts": 1795000000, "feature": "s", "metric": "m", "value": 1, "input": "' + b"x" * (10 << 20) + b'"}\n'
+    data += json.dumps(ev(2)).encode() + b"\n"
+    p.write_bytes(data)
+    r = run_cli("--config", cfg.path, "ingest", p, "--rejects", tmp_path / "rej.jsonl")
+    assert r.exit_code == 1
+    assert "Traceback" not in r.stderr
+    for lineno, (_, reason) in enumerate(BAD[:10], start=2):
+        assert f"mixed.jsonl:{lineno}: " in r.stderr
+        assert reason in r.stderr
+    assert "more rejected" in r.stderr
+    rejects = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert len(rejects) == len(BAD) + 2
+    reasons = {x["line"]: x["reason"] for x in rejects}
+    assert "UTF-8" in reasons[len(BAD) + 3]
+    assert "over the" in reasons[len(BAD) + 4]
+    for (_, why), line in zip(BAD, range(2, 2 + len(BAD)), strict=True):
+        assert why in reasons[line]
+    with open_store(cfg.store) as st:
+        assert count(st) == 3
+
+
+def test_missing_and_empty_files(run_cli, tmp_path, cfg):
+    r = run_cli("--config", cfg.path, "ingest", tmp_path / "nope.jsonl")
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    (tmp_path / "empty.jsonl").write_text("")
+    r = run_cli("--config", cfg.path, "ingest", tmp_path / "empty.jsonl")
+    assert r.exit_code == 1 and "empty file" in r.stderr
+
+
+def test_bad_config_exits_2(run_cli, tmp_path):
+    p = tmp_path / "oncall-ai.yaml"
+    p.write_text("metrics: [1]\n")
+    f = write_jsonl(tmp_path / "a.jsonl", [ev(0)])
+    r = run_cli("--config", p, "ingest", f)
+    assert r.exit_code == 2 and "metrics" in r.stderr
+
+
+def test_parallel_path_matches_serial(tmp_path, cfg):
+    import oncall_ai.ingest as ing
+
+    recs = [ev(i, value=(i % 5) + 1, slice={"language": ["en", "de"][i % 2]}) for i in range(3000)]
+    recs[1234] = "{broken"
+    p = write_jsonl(tmp_path / "a.jsonl", recs)
+    cfg2 = load_config(cfg.path, store_override=str(tmp_path / "par.db"))
+    old = ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES
+    ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = 0, 4096
+    try:
+        with open_store(cfg2.store) as st:
+            rp = ing.ingest_files([p], st, cfg2, workers=2)
+            par = st.aggregate([s.id for s in st.series()], 0, 2**62)
+            par_series = {s.id: s for s in st.series()}
+    finally:
+        ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
+    with open_store(cfg.store) as st:
+        rs = ing.ingest_files([p], st, cfg, workers=1)
+        ser = st.aggregate([s.id for s in st.series()], 0, 2**62)
+        ser_series = {s.id: s for s in st.series()}
+    assert (rp.stored, rp.rejected) == (rs.stored, rs.rejected) == (2999, 1)
+    assert rp.rejects[0].line == rs.rejects[0].line == 1235
+
+    def by_slice(agg, series):
+        return {series[sid].slice: (a.n, a.total) for (sid, _), a in agg.items()}
+
+    assert by_slice(par, par_series) == by_slice(ser, ser_series)
+
+
+def test_killed_ingest_leaves_consistent_store_and_rerun_completes(tmp_path, cfg):
+    """SIGKILL the real CLI mid-file; the store holds whole batches only, and a re-run completes it
+    with no loss and no duplicates."""
+    n = 120_000
+    p = tmp_path / "big.jsonl"
+    with open(p, "w") as f:
+        for i in range(n):
+            f.write(json.dumps(ev(i, value=(i % 5) + 1)) + "\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    cmd = [sys.executable, "-m", "oncall_ai", "--config", str(cfg.path), "ingest", "-q", str(p)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = cfg.store
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until at least one batch is committed
+        time.sleep(0.05)
+        try:
+            c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            got = c.execute("SELECT count(*) FROM events").fetchone()[0]
+            c.close()
+        except sqlite3.Error:
+            got = 0
+        if got > 0 or proc.poll() is not None:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    c = sqlite3.connect(db)
+    events = c.execute("SELECT count(*) FROM events").fetchone()[0]
+    keys = c.execute("SELECT count(*) FROM event_keys").fetchone()[0]
+    rolled = c.execute("SELECT coalesce(sum(n), 0) FROM rollup_1h").fetchone()[0]
+    c.close()
+    assert events == keys == rolled  # consistent: every stored event is counted once
+    assert events < n or proc.returncode == 0
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    c = sqlite3.connect(db)
+    assert c.execute("SELECT count(*) FROM events").fetchone()[0] == n
+    assert c.execute("SELECT count(*), sum(value) FROM events").fetchone() == (n, sum((i % 5) + 1 for i in range(n)))
+    assert c.execute("SELECT sum(n) FROM rollup_1h").fetchone()[0] == n
+    c.close()
+
+
+def test_python_api_opens_config_store(tmp_path, cfg, monkeypatch):
+    monkeypatch.setenv("ONCALL_AI_CONFIG", str(cfg.path))
+    r = ingest_records([ev(1), {"ts": "bad"}])
+    assert (r.stored, r.rejected) == (1, 1)
+    assert "<records>" == r.rejects[0].file and r.rejects[0].line == 2

@@ -1,0 +1,302 @@
+"""Triage analysis as pure functions: detection, onset, localisation, decomposition, statistics."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from triage_synth import HOUR, Synth
+
+from oncall_ai.analysis.cube import Cube
+from oncall_ai.analysis.decompose import kitagawa
+from oncall_ai.analysis.detect import (
+    DetectParams,
+    detect_regression,
+    fit_reference,
+    onset_support,
+    refine_onset,
+    scan_step,
+)
+from oncall_ai.analysis.localize import localize
+from oncall_ai.analysis.stats import (
+    Moments,
+    benjamini_hochberg,
+    bh_adjusted,
+    newcombe_diff,
+    normal_sf,
+    sample_size_for_diff,
+    t_sf,
+    welch,
+)
+
+MIN = 60_000
+ONSET = Synth().end - 10 * HOUR - 17 * MIN
+
+
+def _detect(s: Synth, **kw):
+    cube = s.build()
+    return cube, detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end,
+                                   higher_is_better=kw.pop("higher", True), **kw)
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bh_adjusted_agrees_with_bh_rejections(seed):
+    rng = random.Random(seed)
+    ps = [rng.random() ** 3 for _ in range(30)]
+    adj = bh_adjusted(ps)
+    assert [a <= 0.05 for a in adj] == benjamini_hochberg(ps, 0.05)
+    assert all(a >= p for a, p in zip(adj, ps, strict=True))
+
+
+def test_bh_adjusted_known_values():
+    # m=4: p*(m/rank) with step-up monotonicity.
+    assert bh_adjusted([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.0533333, 0.0533333, 0.5], rel=1e-5)
+
+
+@pytest.mark.parametrize("x,expected", [(0.0, 0.5), (1.959963984540054, 0.025), (10.0, 7.619853024160527e-24)])
+def test_normal_sf(x, expected):
+    assert normal_sf(x) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("t,df,expected", [(2.0, 10, 0.036694017385370196), (1.0, 3, 0.19550110947788532)])
+def test_t_sf(t, df, expected):
+    assert t_sf(t, df) == pytest.approx(expected, rel=1e-6)
+
+
+def test_welch_matches_hand_computation():
+    a = Moments(10, 40.0, 170.0)  # mean 4, var (170-160)/9
+    b = Moments(20, 70.0, 260.0)  # mean 3.5, var (260-245)/19
+    t = welch(a, b)
+    va, vb = 10 / 9, 15 / 19
+    se = math.sqrt(va / 10 + vb / 20)
+    assert t.diff == pytest.approx(-0.5)
+    assert t.se == pytest.approx(se)
+    assert t.z == pytest.approx(-0.5 / se)
+    df = (va / 10 + vb / 20) ** 2 / ((va / 10) ** 2 / 9 + (vb / 20) ** 2 / 19)
+    assert t.df == pytest.approx(df)
+    lo, hi = t.ci()
+    assert lo < -0.5 < hi
+    # inflation scales the standard error by sqrt(phi)
+    assert welch(a, b, inflation=4.0).se == pytest.approx(2 * se)
+
+
+def test_newcombe_contains_difference_and_is_asymmetric_near_zero():
+    lo, hi = newcombe_diff(2, 100, 10, 100)
+    assert lo < -0.08 < hi
+    assert hi < 0
+
+
+@pytest.mark.parametrize("sd,delta", [(1.0, 0.1), (0.5, 0.2), (2.0, 1.0)])
+def test_sample_size_grows_with_noise_over_effect(sd, delta):
+    n = sample_size_for_diff(sd, delta)
+    n2 = sample_size_for_diff(sd, delta / 2)
+    assert n2 == pytest.approx(4 * n, rel=0.01)
+
+
+# --- detection ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(12))
+def test_noise_only_day_is_not_a_regression(seed):
+    # ordinary diurnal volume, ordinary slice mix, nothing happens
+    _, det = _detect(Synth(seed=seed))
+    assert det.detected is False
+    assert det.verdict == "no_regression"
+    assert det.p_value is None or det.p_value >= 0.001
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_only_binary_metric_with_big_counts_is_not_a_regression(seed):
+    # 100 %-traffic 0/1 check: thousands an hour
+    s = Synth(seed=seed, binary=True, base=0.9, effects={"ja": -0.05}, per_hour=2000, days=4)
+    _, det = _detect(s)
+    assert det.detected is False
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("case", ["global", "slice", "pair", "lower_is_better"])
+def test_regressions_are_detected_with_onset_near_truth(seed, case):
+    if case == "global":
+        s = Synth(seed=seed, onset=ONSET, drop=0.35, per_hour=120)
+    elif case == "slice":
+        s = Synth(seed=seed, onset=ONSET, drop=0.9, where={"language": "de"}, per_hour=120)
+    elif case == "pair":
+        s = Synth(seed=seed, onset=ONSET, drop=1.5, where={"language": "de", "persona": "legal"}, per_hour=200)
+    else:  # thumbs-down rate going up
+        s = Synth(seed=seed, onset=ONSET, drop=-0.04, binary=True, base=0.05, effects={}, per_hour=1500)
+    _, det = _detect(s, higher=case != "lower_is_better")
+    assert det.detected, det.reason
+    assert det.verdict == "regression"
+    assert det.p_value < 0.001
+    assert abs(det.onset - ONSET) <= 2 * HOUR
+    sign = -1 if case == "lower_is_better" else 1
+    assert sign * det.delta < 0
+
+
+def test_improvement_is_not_a_regression():
+    _, det = _detect(Synth(seed=3, onset=ONSET, drop=-0.5, per_hour=120))
+    assert det.detected is False
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_recovered_drop_is_reported_as_recovered(seed):
+    s = Synth(seed=seed, onset=ONSET, drop=0.8, per_hour=150)
+    cube = s.build()
+    # undo the drop for the last 5 hours by rebuilding those buckets without it
+    s2 = Synth(seed=seed + 100, per_hour=150)
+    clean = s2.build()
+    cut = cube.boundary(s.end - 5 * HOUR)
+    for ci in range(len(cube.cells)):
+        cj = clean.cell_id(cube.cells[ci])
+        for b in range(cut, cube.n_buckets):
+            cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
+    det = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
+    assert det.detected is False
+    assert det.verdict == "recovered"
+    assert det.recovered_at is not None
+
+
+@pytest.mark.parametrize("per_hour", [0.3, 1.0])
+def test_too_little_data_says_how_much_is_needed(per_hour):
+    s = Synth(seed=1, per_hour=per_hour, onset=ONSET, drop=1.0)
+    _, det = _detect(s)
+    assert det.detected is False
+    assert det.verdict == "insufficient_data"
+    assert det.needed_n and det.needed_n > det.current.n
+    assert "needed" in det.reason
+
+
+def test_empty_cube_is_insufficient_data_not_a_crash():
+    cube = Cube.empty(0, 24 * HOUR, HOUR)
+    det = detect_regression(cube, window_start=12 * HOUR, at=24 * HOUR)
+    assert det.verdict == "insufficient_data"
+
+
+def test_no_history_before_window_still_works():
+    s = Synth(seed=2, days=1.0, onset=Synth(days=1.0).end - 8 * HOUR, drop=0.6, per_hour=200)
+    cube = s.build()
+    det = detect_regression(cube, window_start=s.start, at=s.end)
+    assert det.detected
+    assert abs(det.onset - (s.end - 8 * HOUR)) <= 2 * HOUR
+
+
+def test_mix_shift_is_detected_as_mix_signal():
+    _, det = _detect(Synth(seed=4, onset=ONSET, mix_shift={"ja": 3.0}, per_hour=120))
+    assert det.detected
+    assert det.signal == "mix"
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.001, 0.0001])
+def test_alpha_controls_threshold(alpha):
+    _, det = _detect(Synth(seed=5, onset=ONSET, drop=0.35, per_hour=120), params=DetectParams(alpha=alpha))
+    assert det.detected == (det.p_value < alpha)
+
+
+# --- change-point pieces ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tau_true", [5, 12, 20])
+def test_scan_step_finds_a_clean_step(tau_true):
+    y = [0.0] * tau_true + [-1.0] * (30 - tau_true)
+    w = [10.0] * 30
+    tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=1, hi=30, end=30, sign=1)
+    assert tau == tau_true
+    assert delta == pytest.approx(-1.0)
+    assert z > 5
+    lo, hi = onset_support(prof, z)
+    assert lo <= tau_true <= hi
+
+
+def test_scan_step_ignores_improvements():
+    y = [0.0] * 10 + [1.0] * 10
+    tau, z, _, _ = scan_step(y, [5.0] * 20, pre_start=0, lo=1, hi=20, end=20, sign=1)
+    assert z <= 0
+
+
+@pytest.mark.parametrize("offset_min", [5, 23, 41])
+def test_refine_onset_on_fine_buckets(offset_min):
+    onset = Synth().end - 6 * HOUR + offset_min * MIN
+    s = Synth(seed=7, onset=onset, drop=1.0, per_hour=400)
+    coarse = s.build()
+    ref = fit_reference(coarse, 0, coarse.bucket_of(onset))
+    fine = Synth(seed=8, onset=onset, drop=1.0, per_hour=400, bucket_ms=5 * MIN).build()
+    got = refine_onset(fine, ref.mu_by_cell(coarse), ref.sigma2, ref.phi, sign=1, level=-1.0,
+                       lo_ms=onset - 2 * HOUR, hi_ms=onset + HOUR)
+    assert got is not None
+    t, (lo, hi) = got
+    assert abs(t - onset) <= 10 * MIN
+    assert lo <= t < hi
+
+
+# --- decomposition --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("kind", ["rate", "mix", "both", "none"])
+def test_kitagawa_is_exact(seed, kind):
+    s = Synth(seed=seed, onset=ONSET, drop=0.4 if kind in ("rate", "both") else 0.0,
+              mix_shift={"ja": 3.0} if kind in ("mix", "both") else {}, per_hour=100)
+    cube = s.build()
+    tb = cube.bucket_of(ONSET) + 1
+    dec = kitagawa(cube, (0, tb), (tb, cube.n_buckets), sigma2=0.8)
+    pre, post = cube.moments(0, tb), cube.moments(tb, cube.n_buckets)
+    assert dec.rate + dec.mix == pytest.approx(post.mean - pre.mean, abs=1e-9)
+    assert dec.total == pytest.approx(post.mean - pre.mean, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mix_shift_is_mostly_mix_and_names_the_slice_that_grew(seed):
+    cube = Synth(seed=seed, onset=ONSET, mix_shift={"ja": 3.0}, per_hour=150).build()
+    tb = cube.bucket_of(ONSET) + 1
+    dec = kitagawa(cube, (0, tb), (tb, cube.n_buckets), sigma2=0.8)
+    assert dec.is_mostly_mix(1)
+    assert dec.grew.target == "language=ja"
+    assert dec.grew.share_after > dec.grew.share_before
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rate_drop_is_not_mostly_mix(seed):
+    cube = Synth(seed=seed, onset=ONSET, drop=0.4, per_hour=150).build()
+    tb = cube.bucket_of(ONSET) + 1
+    dec = kitagawa(cube, (0, tb), (tb, cube.n_buckets), sigma2=0.8)
+    assert not dec.is_mostly_mix(1)
+    assert dec.rate < 0
+
+
+# --- localisation ---------------------------------------------------------------------------------------
+
+def _localize(s: Synth):
+    cube = s.build()
+    det = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
+    assert det.detected
+    ref, tb = det.reference, det.onset_bucket
+    dec = kitagawa(cube, (0, tb), (tb, cube.n_buckets), sigma2=ref.sigma2, phi=ref.phi)
+    return localize(cube, (0, tb), (tb, cube.n_buckets), sign=1, sigma2=ref.sigma2, phi=ref.phi,
+                    decomposition=dec)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_slice_drop_is_localized_to_that_slice(seed):
+    loc = _localize(Synth(seed=seed, onset=ONSET, drop=0.9, where={"language": "de"}, per_hour=120))
+    assert loc.scope == {"language": "de"}
+    assert loc.slices[0].where == {"language": "de"}
+    assert loc.slices[0].share_of_drop > 0.6
+    # slices of other dimensions that only contain part of language=de are explained away
+    assert all("persona" not in s.where or "language" in s.where for s in loc.slices)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pair_drop_reports_the_pair(seed):
+    loc = _localize(Synth(seed=seed, onset=ONSET, drop=1.5, where={"language": "de", "persona": "legal"},
+                          per_hour=200))
+    assert loc.scope == {"language": "de", "persona": "legal"}
+    assert loc.slices[0].where == {"language": "de", "persona": "legal"}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_global_drop_has_no_scope(seed):
+    loc = _localize(Synth(seed=seed, onset=ONSET, drop=0.4, per_hour=150))
+    assert loc.scope == {}
+    for s in loc.slices:
+        assert s.q_value <= 0.05
+        assert s.share_of_drop >= 0.1
