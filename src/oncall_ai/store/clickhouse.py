@@ -680,12 +680,19 @@ class ClickHouseStore(Store):
         return "0" if bucket_ms is None else f"intDiv({column}, {int(bucket_ms)}) * {int(bucket_ms)}"
 
     @staticmethod
-    def _merge(result: dict, sid: int, b, agg: Agg) -> None:
-        key = (sid, b)
-        if key in result:
-            result[key].add(agg)
-        else:
-            result[key] = agg
+    def _absorb(result: dict, rows: list[list], bucket_ms: int | None, good: bool) -> None:
+        """Rows [series_id, bucket, n, sum, sum_sq, good?, ...] into result (hot: 10^5 cells for a
+        triage over every series). 64-bit integers arrive unquoted, so no int() is needed."""
+        get = result.get
+        plain = bucket_ms is None
+        for row in rows:
+            key = (row[0], None if plain else row[1])
+            agg = Agg(row[2], float(row[3]), float(row[4]), row[5] if good else None)
+            cur = get(key)
+            if cur is None:
+                result[key] = agg
+            else:
+                cur.add(agg)
 
     def _events_where(self, ids: list[int], external: dict) -> str:
         """Series ids as a condition on `events` that its sort key (fm, ts) can use."""
@@ -703,9 +710,7 @@ class ClickHouseStore(Store):
         rows = self._rows(
             f"SELECT series_id, {self._bucket('ts', bucket_ms)} AS bk, count(), sum(value), sum(value * value), {good} "
             f"FROM {self.db}.events WHERE {cond} AND ({window}) GROUP BY series_id, bk", external=external or None)
-        for sid, b, n, s, ss, g in rows:
-            self._merge(result, int(sid), None if bucket_ms is None else int(b),
-                        Agg(int(n), float(s), float(ss), None if good_rule is None else int(g)))
+        self._absorb(result, rows, bucket_ms, good_rule is not None)
 
     def _agg_rollups(self, ids, start, end, bucket_ms, good_rule, result) -> None:
         external: dict = {}
@@ -716,8 +721,7 @@ class ClickHouseStore(Store):
             rows = self._rows(
                 f"SELECT series_id, {bucket} AS bk, sum(n), sum(total), sum(total_sq) FROM {self.db}.rollup_1h "
                 f"{where} GROUP BY series_id, bk", external=external or None)
-            for sid, b, n, s, ss in rows:
-                self._merge(result, int(sid), None if bucket_ms is None else int(b), Agg(int(n), float(s), float(ss), None))
+            self._absorb(result, rows, bucket_ms, False)
             return
         op, thr = _rule_parts(good_rule)
         same = f"(good_op = {op} AND good_threshold = {_num(thr)})"
@@ -729,12 +733,8 @@ class ClickHouseStore(Store):
             f" sumIf(good, {same}) AS cg, countIf(NOT {same}) AS other"
             f" FROM {self.db}.rollup_1h {where} GROUP BY series_id, hour"
             f") GROUP BY series_id, bk", external=external or None)
-        recount: list[tuple[int, int]] = []
-        for sid, b, n, s, ss, g, other_hours in rows:
-            sid = int(sid)
-            if other_hours:
-                recount.extend((sid, int(h)) for h in other_hours)
-            self._merge(result, sid, None if bucket_ms is None else int(b), Agg(int(n), float(s), float(ss), int(g)))
+        self._absorb(result, rows, bucket_ms, True)
+        recount = [(row[0], h) for row in rows if row[6] for h in row[6]]
         if recount:
             self._recount_good(recount, bucket_ms, good_rule, result)
 
