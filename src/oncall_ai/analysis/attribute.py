@@ -559,7 +559,8 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
             ev.append(f"its rollout ramp starts {when} the onset")
         else:
             ev.append(f"it landed {when} the onset")
-        if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms:
+        if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms and loss > 4:
+            # Only when the data agree it is late: onset estimates at night rest on few events.
             comp["after_onset"] = -LOSS_CAP / 2
             ev.append("it came after the drop had already started, so it cannot have started it")
         elif loss <= 2:
@@ -590,7 +591,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if d is not None and level:
             diff, se, n_new = d
             # Only when the overlap can tell the drop from no difference (a canary, a slow rollout).
-            if se > 0 and n_new >= 30 and abs(level) / se >= 1.5:
+            if se > 0 and n_new >= 10:  # the likelihood ratio weighs itself by its standard error
                 llr = (diff * diff - (diff - level) ** 2) / (2 * se * se)
                 llr = max(-LOSS_CAP / 2, min(LOSS_CAP / 2, llr))
                 comp["direct"] = llr
