@@ -560,9 +560,9 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         else:
             ev.append(f"it landed {when} the onset")
         if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms and loss > 4:
-            # Only when the data agree it is late: onset estimates at night rest on few events.
-            comp["after_onset"] = -LOSS_CAP / 2
-            ev.append("it came after the drop had already started, so it cannot have started it")
+            # Said, not scored twice: the likelihood loss already measures how late it is (onset
+            # estimates at night rest on few events, so no hard cut-off).
+            ev.append("it came after the drop appears to have started")
         elif loss <= 2:
             ev.append(f"the drop follows its exposure as well as the best-fitting onset "
                       f"(likelihood loss {loss:.1f})")
@@ -691,7 +691,9 @@ def _shared_terms(cand: Candidate, inp: AttributionInput, comp: dict, ev: list[s
         moved = [g for g in reach if inp.other_features[g] > 3]
         flat = [g for g in reach if inp.other_features[g] < 1]
         if moved:
-            comp["other_features"] = min(4.0, sum(0.5 * (inp.other_features[g] - 2) ** 2 for g in moved) / 4)
+            # log-likelihood of the other features' drops, which this change explains and a change
+            # confined to this feature does not
+            comp["other_features"] = min(12.0, sum(0.5 * (inp.other_features[g] - 2) ** 2 for g in moved))
             ev.append(f"the same drop shows in {', '.join(moved)}, which this change also reaches")
         elif flat and (feats and len(feats) > 1):
             comp["other_features"] = -2.0
