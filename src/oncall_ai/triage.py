@@ -109,11 +109,11 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
                changes_fn: Callable | None = None, judge_fn: Callable | None = None) -> TriageResult:
     st = settings or TriageSettings.from_config(cfg)
     result = TriageResult(at, since, [])
-    all_series = store.series(feature, None)
+    all_series = store.series()  # every feature: shared causes are checked in the others too
     groups: dict[tuple[str, str], list] = {}
     for s in all_series:
         groups.setdefault((s.feature, s.metric), []).append(s)
-    wanted = sorted(k for k in groups if metric is None or k[1] == metric)
+    wanted = sorted(k for k in groups if (metric is None or k[1] == metric) and (feature is None or k[0] == feature))
     if feature is not None and metric is not None and (feature, metric) not in groups:
         wanted = [(feature, metric)]
     if not wanted:

@@ -50,17 +50,22 @@ def demo(
     if scenario not in SCENARIOS:
         raise UsageError(f"--scenario: unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     from oncall_ai.demo import build_sandbox
-    from oncall_ai.demo.generator import SANDBOX_ENTRIES
+    from oncall_ai.demo.generator import SANDBOX_ENTRIES, existing_entries, is_sandbox
     from oncall_ai.report.console import progress_enabled
     from oncall_ai.timeutil import resolve_at
 
     target = Path(dir)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{dir}: exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise UsageError(f"{dir}: the folder is not empty",
-                         hint="choose another DIR, or add --force to replace the sandbox there "
-                              f"(only {', '.join(SANDBOX_ENTRIES[:8])}, ... are removed)")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise UsageError(f"{dir}: the folder is not empty",
+                             hint="choose another DIR, or add --force to replace the demo sandbox there "
+                                  f"(only its own {', '.join(SANDBOX_ENTRIES[:8])}, ... are removed)")
+        clash = existing_entries(target)
+        if clash and not is_sandbox(target):
+            raise UsageError(f"{dir}: holds {', '.join(clash)} but is not a demo sandbox; --force replaces "
+                             "only a previous sandbox", hint="choose an empty folder")
     at_given = at is not None
     now = resolve_at(at)
     if not at_given:

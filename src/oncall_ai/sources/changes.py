@@ -37,6 +37,7 @@ HOUR_MS = 3_600_000
 LINK_LAG_MS = 6 * HOUR_MS
 # Without a name match, only a change this close in time explains a switch.
 LINK_CLOSE_MS = HOUR_MS
+LINK_SLACK_MS = 30 * 60_000
 KIND_ORDER = {k: i for i, k in enumerate(CHANGE_KINDS)}
 
 
@@ -333,7 +334,9 @@ def _names_match(a: str | None, b: str | None) -> bool:
 def _pick(switch, candidates, names_match):
     """The change that explains a traffic switch: a name match within LINK_LAG before the switch
     (nearest first), else any candidate within LINK_CLOSE."""
-    slack = switch.resolution_ms
+    # The measured switch time can precede the real one (sparse traffic: a flip between the last
+    # old and the first new event is placed mid-gap): allow the change to come a little after it.
+    slack = max(2 * switch.resolution_ms, LINK_SLACK_MS)
     near = [c for c in candidates if switch.at - LINK_LAG_MS <= c.at <= switch.at + slack]
     named = [c for c in near if names_match(c)]
     if named:
