@@ -172,6 +172,12 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
             if _pending_migrations(self.conn):
                 _apply_migrations(self.conn)
+            tables = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = {"series", "event_keys", "events", "event_ranges", "rollup_1h", "docs"} - tables
+            if missing:
+                raise StoreError(
+                    f"store {path}: made by a pre-release build of oncall-ai (no {', '.join(sorted(missing))} table)",
+                    hint="ingest your events again into a new store file")
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {path}: not a usable SQLite database ({e})") from None
         self._series_by_key: dict[tuple, int] | None = None
