@@ -31,11 +31,6 @@ SCENARIOS: dict[str, str] = {
     "none": "noise only: ordinary traffic, harmless commits, an unrelated recorded change",
 }
 
-# Doc kinds written by build_sandbox (ARCHITECTURE.md: store docs).
-DOC_CHANGE = "change"
-DOC_JUDGE_RUN = "judge_run"
-DOC_JUDGE_RUN_ITEM = "judge_run_item"
-
 if TYPE_CHECKING:
     from oncall_ai.demo.generator import SandboxInfo
 
@@ -80,16 +75,15 @@ def build_sandbox(dir: Path, scenario: str = "prompt_change", seed: int = 1, now
 
 
 def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
-    """Ingest a generated sandbox into the store its config names: events (through the ingest
-    path users take), recorded changes and calibration runs (as store docs)."""
-    import orjson
-
+    """Ingest a generated sandbox into the store its config names, through the same paths users
+    take: events (`oncall-ai ingest`), recorded changes (`oncall-ai changes import`) and the
+    calibration runs (`oncall-ai judge import-run`)."""
     from oncall_ai.config import load_config
     from oncall_ai.errors import DataError
     from oncall_ai.ingest import ingest_files
+    from oncall_ai.judge_runs import import_run_file
+    from oncall_ai.sources.recorded import import_records
     from oncall_ai.store import open_store
-    from oncall_ai.store.base import Doc
-    from oncall_ai.timeutil import parse_time_ms
 
     cfg = load_config(info.config_path)
     store = open_store(cfg.store, config=cfg)
@@ -99,26 +93,11 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
             first = result.rejects[0] if result.rejects else None
             raise DataError(f"demo: {result.rejected} generated event(s) rejected"
                             + (f", first {first.file}:{first.line}: {first.reason}" if first else ""))
-        # Recorded changes: the CONTRACT section 3 record as the body (what `changes import` stores).
-        changes = [orjson.loads(line) for line in info.changes_path.read_bytes().splitlines() if line.strip()]
-        n_changes = store.put_docs(DOC_CHANGE, [Doc(DOC_CHANGE, c["id"], parse_time_ms(c["ts"]), c) for c in changes],
-                                   replace=True)
-        # Calibration runs: one doc per scored item (CONTRACT section 4 record) and one per run.
-        items = [orjson.loads(line) for line in info.calibration_runs.read_bytes().splitlines() if line.strip()]
-        runs: dict[str, dict] = {}
-        item_docs = []
-        for r in items:
-            ts = parse_time_ms(r["ts"])
-            item_docs.append(Doc(DOC_JUDGE_RUN_ITEM, f"{r['run_id']}/{r['item_id']}", ts, r))
-            run = runs.setdefault(r["run_id"], {"run_id": r["run_id"], "ts": r["ts"], "judge_id": r["judge_id"],
-                                                "items": 0, "scored": 0, "source": str(info.calibration_runs.name),
-                                                "calibration_set": str(info.calibration_set.name)})
-            run["items"] += 1
-            run["scored"] += r["score"] is not None
-        store.put_docs(DOC_JUDGE_RUN_ITEM, item_docs, replace=True)
-        n_runs = store.put_docs(DOC_JUDGE_RUN, [Doc(DOC_JUDGE_RUN, k, parse_time_ms(v["ts"]), v)
-                                                for k, v in runs.items()], replace=True)
+        changes = import_records(store, str(info.changes_path))
+        if changes.rejected:
+            raise DataError(f"demo: generated recorded changes rejected: {changes.rejected[0]}")
+        runs = import_run_file(cfg, store, str(info.calibration_runs))
     finally:
         store.close()
-    return {"events": result.stored, "duplicates": result.duplicates, "changes": n_changes,
-            "judge_runs": n_runs, "judge_run_items": len(item_docs)}
+    return {"events": result.stored, "duplicates": result.duplicates, "changes": changes.stored,
+            "judge_runs": len(runs.runs), "judge_run_items": runs.new}

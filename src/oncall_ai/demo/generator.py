@@ -1109,7 +1109,7 @@ metrics:
 slices: [persona, language, shape]
 slos:
   - {{name: summarizer-helpfulness, feature: summarizer, metric: helpfulness, objective: {_slo_objective(1 - good)}, window: 24h}}
-  - {{name: summarizer-schema, feature: summarizer, metric: schema_valid, objective: {_slo_objective(schema_bad)}, window: 6h}}
+  - {{name: summarizer-schema, feature: summarizer, metric: schema_valid, objective: {_slo_objective(schema_bad)}, window: 24h}}
   - {{name: support-thumbs, feature: support, metric: thumbs_down, objective: {_slo_objective(thumbs)}, window: 24h}}
 calibration: calibration/set.jsonl
 """
@@ -1398,3 +1398,19 @@ def _expected_effects(planner: _Planner, feature: str) -> dict:
     return {"metrics": sorted(effects), "slices": planner.truth.get("slices", []),
             "effects": {k: round(v, 4) for k, v in effects.items()}, "expected": expected,
             "latent_shift": round(inc.quality_delta, 4) if inc.kind not in ("judge_drift", "input_shift") else 0.0}
+
+
+def plan_preview(scenario: str, seed: int, now_ms: int, days: int = 7) -> dict:
+    """What a sandbox would plant, without writing anything (no commit ids): for picking seeds
+    with a given property in test suites (a slice, a canary ramp, a tagging profile)."""
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    p = _Planner(scenario, seed, int(now_ms), days)
+    p.plan()
+    inc = p.incident
+    kind = SCENARIO_KINDS[scenario]
+    return {"scenario": scenario, "seed": seed, "kind": kind, "feature": p.truth.get("feature"),
+            "affected_features": list(inc.features), "target": p.truth.get("target"),
+            "slices": p.truth.get("slices", []), "onset_ms": inc.onset_ms if kind else None,
+            "ramp": bool(inc.ramp), "tagging": p.tagging, "alias_feature": p.alias_feature,
+            "judge_change_via": (None if kind != "judge_drift" else p.incident_commit.repo)}

@@ -62,6 +62,7 @@ def _run(args: list[str], cwd: Path, stdin: bytes | None = None) -> bytes:
 def write_repo(path: Path, commits: list[CommitSpec], *, branch: str = "main") -> list[str]:
     """Create a repository at `path` holding `commits` (in order) on `branch`, check it out, and
     return the full commit shas (also stored on each CommitSpec)."""
+    path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     _run(["init", "-q", "-b", branch], path)
     out = bytearray()
