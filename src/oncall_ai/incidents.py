@@ -151,7 +151,7 @@ def _suspect(finding: dict | None) -> dict | None:
 def open_incident(cfg, store, *, at_ms: int, since_ms: int, feature: str | None = None,
                   metric: str | None = None, from_triage: bool = False, title: str | None = None,
                   severity: str | None = None, force: bool = False, by: str | None = None,
-                  triage_fn=None) -> OpenResult:
+                  since_text: str | None = None, triage_fn=None) -> OpenResult:
     """Open an incident with a snapshot of the triage finding for its feature and metric.
 
     from_triage: run triage (over every pair, or the given feature/metric) and take the worst
@@ -169,7 +169,7 @@ def open_incident(cfg, store, *, at_ms: int, since_ms: int, feature: str | None 
     from oncall_ai.analysis.finding import SCHEMA as TRIAGE_SCHEMA
 
     result = triage_fn(cfg, store, at=at_ms, since=since_ms, feature=feature, metric=metric,
-                       since_text=format_duration(at_ms - since_ms))
+                       since_text=since_text or format_duration(at_ms - since_ms))
     notes = list(result.notes)
     finding = None
     if from_triage:

@@ -67,7 +67,8 @@ def open_cmd(
     if since_ms >= at_ms:
         raise UsageError("--since must be before --at")
     res = open_incident(cfg, c.store(), at_ms=at_ms, since_ms=since_ms, feature=feature, metric=metric,
-                        from_triage=from_triage, title=title, severity=severity, force=force, by=by)
+                        from_triage=from_triage, title=title, severity=severity, force=force, by=by,
+                        since_text=since or "24h")
     b = res.incident
     for n in res.notes:
         _note(f"note: {n}")
