@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from oncall_ai.timeutil import parse_time_ms
 from sandbox_helpers import (
     MIN,
     T0,
@@ -22,8 +23,6 @@ from sandbox_helpers import (
     raw_events,
     sandbox_copy,
 )
-
-from oncall_ai.timeutil import parse_time_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 
