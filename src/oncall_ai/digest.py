@@ -48,8 +48,11 @@ class DigestSettings:
 
     near_slo_burn: float = 0.75  # a slice whose burn's 95% lower bound reaches this is "near its SLO"
     borderline_alpha: float = 0.05  # drops with a corrected p below this are listed (triage uses 0.001)
-    bucket_ms: int = 6 * HOUR_MS  # detector buckets for borderline drops
-    baseline_ms: int = 7 * 24 * HOUR_MS  # history before the window the detector compares with
+    # Detector buckets for borderline drops, and history before the window to compare with. Daily
+    # buckets over the window alone keep a 10-million-event store under a second (the store answers
+    # from hourly rollups; rows grow with series x buckets); `triage` has the fine-grained view.
+    bucket_ms: int = 24 * HOUR_MS
+    baseline_ms: int = 0
     min_slice_events: int = 30
     team: str | None = None  # shown in the title
     max_items: int = 10  # per section in the Slack summary
@@ -91,7 +94,7 @@ class DigestSettings:
             fail("team", "must be a string")
         return cls(near_slo_burn=num("near_slo_burn", 0.75, 0, 100),
                    borderline_alpha=num("borderline_alpha", 0.05, 0, 0.5),
-                   bucket_ms=dur("bucket", 6 * HOUR_MS), baseline_ms=dur("baseline", 7 * 24 * HOUR_MS),
+                   bucket_ms=dur("bucket", 24 * HOUR_MS), baseline_ms=0 if sec.get("baseline") in (None, 0, "0") else dur("baseline", 0),
                    min_slice_events=whole("min_slice_events", 30), team=team, max_items=whole("max_items", 10))
 
 
@@ -230,8 +233,13 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
     start = since_ms - st.baseline_ms
     slice_keys = list(cfg.slices) if cfg.slices else None
     params = DetectParams(alpha=st.borderline_alpha)
+    # One store call for every series: the store scans the window's rollups once, not once per pair.
+    all_aggs = store.aggregate([s.id for ss in groups.values() for s in ss], start, at_ms, bucket_ms=st.bucket_ms)
+    by_series: dict[int, dict] = {}
+    for key, agg in all_aggs.items():
+        by_series.setdefault(key[0], {})[key] = agg
     for (feature, metric), series in sorted(groups.items()):
-        aggs = store.aggregate([s.id for s in series], start, at_ms, bucket_ms=st.bucket_ms)
+        aggs = {k: a for s in series for k, a in by_series.get(s.id, {}).items()}
         cube = Cube.from_aggregates(series, aggs, start=start, end=at_ms, bucket_ms=st.bucket_ms,
                                     slice_keys=slice_keys)
         higher, _ = metric_direction(cfg, metric)
@@ -259,47 +267,59 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
             "events_after": int(after.n), "p_value": float(f"{p:.3g}") if p is not None else None,
             "higher_is_better": higher, "changes_near_onset": _near_changes(changes, feature, det.onset),
             "next": f"oncall-ai triage --feature {feature} --metric {metric} --since "
-                    f"{format_duration(max(HOUR_MS, at_ms - det.onset + HOUR_MS))}",
+                    f"{-(-(at_ms - det.onset) // HOUR_MS) + 1}h",
         })
     return items, notes
 
 
-def _near_slo_slices(cfg, store, at_ms: int, st: DigestSettings) -> list[dict]:
+def _near_slo_slices(cfg, store, statuses, per_series: dict, st: DigestSettings) -> tuple[list[dict], list[str]]:
+    """Slices whose SLI over an SLO's window burns near or beyond its budget (the 95% lower bound of
+    the burn at least `near_slo_burn`), from the per-series counts the SLO evaluation read. An SLO
+    that burns that fast as a whole is listed once, not slice by slice."""
     from oncall_ai.analysis.slo import Counts
     from oncall_ai.analysis.stats import wilson_lower
     from oncall_ai.slos import slo_series
 
-    out = []
-    all_series = store.series()
+    out, notes = [], []
+    all_series = {s.id: s for s in store.series()}
+    status = {s.name: s for s in statuses}
     for slo in sorted(cfg.slos, key=lambda s: s.name):
-        series = slo_series(all_series, slo)
-        if not series:
-            continue
-        rule = cfg.metric(slo.metric).good
-        aggs = store.aggregate([s.id for s in series], at_ms - slo.window_ms, at_ms, good_rule=rule)
-        by_id = {s.id: s for s in series}
-        fixed = {k for k, _ in slo.where}
-        cells: dict[tuple[str, str], Counts] = {}
-        for (sid, _b), a in aggs.items():
-            s = by_id[sid]
-            for k in cfg.slices or [k for k, _ in s.slice]:
-                v = s.get(k)
-                if v is None or k in fixed:
-                    continue
-                cells[(k, v)] = cells.get((k, v), Counts()) + Counts(a.n, a.good or 0)
+        counts = per_series.get((slo.window_ms, slo.metric)) or {}
+        series = slo_series(all_series.values(), slo)
         budget = 1.0 - slo.objective
-        for (k, v), c in sorted(cells.items()):
-            if c.n < st.min_slice_events:
+        fixed = {k for k, _ in slo.where}
+        whole = Counts()
+        cells: dict[tuple[str, str], Counts] = {}
+        for s in series:
+            c = counts.get(s.id)
+            if c is None or not c.n:
                 continue
-            burn = (c.bad / c.n) / budget
+            whole = whole + c
+            for k in (cfg.slices or [k for k, _ in s.slice]):
+                v = s.get(k)
+                if v is not None and k not in fixed:
+                    cells[(k, v)] = cells.get((k, v), Counts()) + c
+
+        def item(slice_: dict, c: Counts, slo=slo, budget=budget) -> dict | None:
+            if c.n < st.min_slice_events:
+                return None
             lower = wilson_lower(c.bad, c.n) / budget
             if lower < st.near_slo_burn:
-                continue
-            out.append({"type": "near_slo", "slo": slo.name, "feature": slo.feature, "metric": slo.metric,
-                        "slice": {k: v}, "sli": _r(c.good / c.n), "objective": slo.objective,
-                        "window": format_duration(slo.window_ms), "burn": _r(burn, 3), "burn_lower": _r(lower, 3),
-                        "events": c.n, "state": "beyond budget" if lower >= 1 else "near budget"})
-    return out
+                return None
+            return {"type": "near_slo", "slo": slo.name, "feature": slo.feature, "metric": slo.metric,
+                    "slice": slice_, "sli": _r(c.good / c.n), "objective": slo.objective,
+                    "window": format_duration(slo.window_ms), "burn": _r((c.bad / c.n) / budget, 3),
+                    "burn_lower": _r(lower, 3), "events": c.n,
+                    "state": "beyond budget" if lower >= 1 else "near budget",
+                    "slo_state": status[slo.name].state if slo.name in status else None}
+
+        overall = item({}, whole)
+        if overall is not None:
+            out.append(overall)
+            notes.append(f"SLO {slo.name} burns its budget as a whole; its slices are not listed one by one")
+            continue
+        out += [x for x in (item({k: v}, c) for (k, v), c in sorted(cells.items())) if x is not None]
+    return out, notes
 
 
 # --- judge --------------------------------------------------------------------------------------
@@ -340,12 +360,12 @@ def _judge_section(cfg, store, at_ms: int, since_ms: int, changes) -> dict:
 
 # --- SLOs ---------------------------------------------------------------------------------------
 
-def _slo_section(cfg, store, at_ms: int, since_ms: int) -> tuple[dict, list]:
+def _slo_section(cfg, store, at_ms: int, since_ms: int, per_series: dict) -> tuple[dict, list]:
     from oncall_ai.slos import evaluate_all
 
     if not cfg.slos:
         return _section("not_configured", "not configured: no `slos:` in the config"), []
-    statuses = evaluate_all(store, cfg, at_ms)
+    statuses = evaluate_all(store, cfg, at_ms, per_series_out=per_series)
     alerts: dict[str, int] = {}
     for d in store.get_docs("action", since=since_ms, until=at_ms + 1):
         b = d.body
@@ -438,8 +458,9 @@ def build_digest(cfg, store, *, at_ms: int, since_ms: int, settings: DigestSetti
     doc["prompt_changes"], doc["model_migrations"], doc["other_changes"] = _changes_sections(cfg, in_window, problems)
 
     # SLOs first: a paging SLO keeps its feature and metric out of the borderline list.
+    per_series: dict = {}
     try:
-        doc["slos"], statuses = _slo_section(cfg, store, at_ms, since_ms)
+        doc["slos"], statuses = _slo_section(cfg, store, at_ms, since_ms, per_series)
     except OncallError as e:
         doc["slos"], statuses = _section("error", f"SLOs could not be evaluated: {e.message}"), []
     doc["incidents"] = _incident_section(store, at_ms, since_ms)
@@ -451,7 +472,8 @@ def build_digest(cfg, store, *, at_ms: int, since_ms: int, settings: DigestSetti
             covered.setdefault((s.feature, s.metric), f"SLO {s.name} (paging)")
     try:
         drops, notes = _borderline_drops(cfg, store, at_ms, since_ms, st, changes, covered)
-        near = _near_slo_slices(cfg, store, at_ms, st)
+        near, near_notes = _near_slo_slices(cfg, store, statuses, per_series, st)
+        notes += near_notes
         items = sorted(drops, key=lambda x: (x["feature"], x["metric"], sorted(x["slice"].items())))
         items += near
         doc["borderline"] = _section("ok", "; ".join(notes) or None, items)

@@ -31,8 +31,10 @@ def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
 
 
 def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
-                  at_ms: int) -> dict[str, dict[int, Counts]]:
-    """Counts per SLO per window ending at at_ms, with as few store calls as possible."""
+                  at_ms: int, *, per_series_out: dict | None = None) -> dict[str, dict[int, Counts]]:
+    """Counts per SLO per window ending at at_ms, with as few store calls as possible.
+    `per_series_out`, when given, receives the counts per series: {(window ms, metric): {series id: Counts}}
+    (the digest reads slices near their SLO from them instead of asking the store again)."""
     # (window, metric) -> the series ids of every SLO that needs it
     wanted: dict[tuple[int, str], set[int]] = {}
     for slo in slos:
@@ -46,6 +48,8 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
         rule = cfg.metric(metric).good
         aggs = store.aggregate(ids, at_ms - w, at_ms, good_rule=rule)
         per_series[(w, metric)] = {sid: Counts(a.n, a.good or 0) for (sid, _b), a in aggs.items()}
+    if per_series_out is not None:
+        per_series_out.update(per_series)
     out: dict[str, dict[int, Counts]] = {}
     for slo in slos:
         counts = {}
@@ -84,16 +88,17 @@ def is_sampled(slo: SLOConfig, cfg: Config, series: list[Series], sample_rate: f
 
 
 def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] | None = None,
-                 details: bool = False) -> list[SLOStatus]:
+                 details: bool = False, per_series_out: dict | None = None) -> list[SLOStatus]:
     """Every configured SLO (or those named) at at_ms. `details` adds the sparkline and, for sampled
-    metrics, the time-to-page note (a few more store calls: `slo status`)."""
+    metrics, the time-to-page note (a few more store calls: `slo status`). `per_series_out`: see
+    window_counts."""
     slos = list(cfg.slos)
     if names:
         wanted = set(names)
         slos = [s for s in slos if s.name in wanted]
     all_series = store.series()
     series_by_slo = {slo.name: slo_series(all_series, slo) for slo in slos}
-    counts = window_counts(store, cfg, slos, series_by_slo, at_ms)
+    counts = window_counts(store, cfg, slos, series_by_slo, at_ms, per_series_out=per_series_out)
     out = []
     for slo in slos:
         series = series_by_slo[slo.name]
