@@ -81,16 +81,23 @@ def build(store: Path, config: Path, events: int) -> None:
     print(f"built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
-def timed(args: list[str], repeat: int, ok_codes=(0, 1, 2, 3)) -> tuple[list[float], str]:
-    times, out = [], ""
+def timed(args: list[str], repeat: int, ok_codes=(0, 1, 2, 3)) -> tuple[list[float], list[float], str]:
+    """Wall and CPU (user + system) seconds of each whole process. On a shared machine the CPU time
+    is the fair figure: wall time there also counts the time other processes held the cores."""
+    import resource
+
+    walls, cpus, out = [], [], ""
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "oncall_ai", *args], capture_output=True, text=True, env=env())
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if p.returncode not in ok_codes:
             sys.exit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-2000:]}")
         out = p.stdout
-    return times, out
+    return walls, cpus, out
 
 
 def main(argv=None) -> int:
@@ -107,20 +114,29 @@ def main(argv=None) -> int:
     if not store.exists():
         build(store, config, a.events)
     at = str(END)
-    base, _ = timed(["--version"], a.repeat, ok_codes=(0,))
-    check, out = timed(["--config", str(config), "slo", "check", "--at", at], a.repeat)
-    status, _ = timed(["--config", str(config), "slo", "status", "--at", at], max(1, a.repeat // 2), ok_codes=(0,))
+    load = os.getloadavg()[0]
+    base, base_cpu, _ = timed(["--version"], a.repeat, ok_codes=(0,))
+    check, check_cpu, out = timed(["--config", str(config), "slo", "check", "--at", at], a.repeat)
+    status, status_cpu, _ = timed(["--config", str(config), "slo", "status", "--at", at], max(1, a.repeat // 2),
+                                  ok_codes=(0,))
 
-    def line(name, ts):
-        return f"{name:<44} median {statistics.median(ts):6.3f} s   best {min(ts):6.3f} s   (n={len(ts)})"
+    def line(name, walls, cpus):
+        return (f"{name:<34} wall median {statistics.median(walls):6.3f} s best {min(walls):6.3f} s | "
+                f"cpu median {statistics.median(cpus):6.3f} s best {min(cpus):6.3f} s (n={len(walls)})")
 
     size = sum(p.stat().st_size for p in store.parent.glob(store.name + "*"))
-    print(f"store: {store} ({size / 1e9:.2f} GB), {a.slos} SLOs, {a.repeat} runs each, {os.cpu_count()} cores")
-    print(line("baseline: oncall-ai --version", base))
-    print(line(f"slo check ({a.slos} SLOs)", check))
-    print(line("slo check minus baseline", [c - statistics.median(base) for c in check]))
-    print(line("slo status (reference)", status))
-    print(f"target: slo check <= 1.000 s -> {'met' if statistics.median(check) <= 1.0 else 'NOT met'}")
+    with __import__("sqlite3").connect(f"file:{store}?mode=ro", uri=True) as conn:
+        n_events = conn.execute("SELECT coalesce(sum(n), 0) FROM rollup_1h").fetchone()[0]
+        n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]
+    print(f"store: {store} ({size / 1e9:.2f} GB, {n_events:,} events, {n_series:,} series), {a.slos} SLOs, "
+          f"{a.repeat} runs each; {os.cpu_count()} cores, load average {load:.1f} at the start")
+    print(line("baseline: oncall-ai --version", base, base_cpu))
+    print(line(f"slo check ({a.slos} SLOs)", check, check_cpu))
+    print(line("slo status (reference)", status, status_cpu))
+    cpu = statistics.median(check_cpu)
+    print(f"target: slo check <= 1.000 s -> {'met' if statistics.median(check) <= 1.0 else 'NOT met'} on wall time; "
+          f"{'met' if cpu <= 1.0 else 'NOT met'} on CPU time ({cpu:.3f} s, of which start-up "
+          f"~{statistics.median(base_cpu):.3f} s)")
     print("check output (first lines):")
     for ln in out.splitlines()[:4]:
         print("  " + ln)

@@ -84,13 +84,14 @@ class ChdbTransport:
                 with open(path, "wb") as f:
                     f.write(data)
                 sql = f"INSERT INTO {m.group(1)} ({m.group(2)}) SELECT {m.group(2)} FROM file('{path}', 'Native')"
-            for name, (structure, body) in (external or {}).items():
-                path = os.path.join(self.tmp, f"{uuid.uuid4().hex}.tsv")
+            for name, (structure, body, *fmt) in (external or {}).items():
+                fmt = fmt[0] if fmt else "TabSeparated"
+                path = os.path.join(self.tmp, f"{uuid.uuid4().hex}.{fmt}")
                 with open(path, "wb") as f:
                     f.write(body)
                 self.s.query(f"CREATE TABLE default.{name} ({structure}) ENGINE = Memory")
                 made.append(name)
-                self.s.query(f"INSERT INTO default.{name} SELECT * FROM file('{path}', 'TabSeparated', '{structure}')")
+                self.s.query(f"INSERT INTO default.{name} SELECT * FROM file('{path}', '{fmt}', '{structure}')")
             result = self.s.query(sql)
             return result.bytes() if result is not None else b""
         except ChdbError as e:

@@ -49,6 +49,7 @@ class JudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real API servers do: no 40 ms Nagle/delayed-ACK stalls
 
             def log_message(self, *args):  # quiet
                 pass
@@ -164,3 +165,16 @@ class JudgeServer:
             body = {"id": "chatcmpl-1", "object": "chat.completion", "model": req.get("model"),
                     "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]}
         return self._send(h, 200, json.dumps(body).encode())
+
+
+if __name__ == "__main__":  # a standalone server for bench/judge_bench.py (its own process: no shared GIL)
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--key", default=None)
+    a = ap.parse_args()
+    with JudgeServer(key=a.key, delay=a.delay) as srv:
+        print(srv.port, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin

@@ -113,11 +113,11 @@ def test_every_planted_change_appears_once_with_kind_features_time_and_sha(run_c
         # (sha key, kind, target, features, at)
         ("support_prompt", "prompt", "prompts/support/answer.md", ["support"], WINDOW_START),
         ("pin", "model", "support", ["support"], "2026-11-26T10:00:00Z"),
-        ("pin_comment", "model", "models.yaml", ["summarizer", "support"], "2026-11-26T11:00:00Z"),
+        ("pin_comment", "model", "models.yaml", [], "2026-11-26T11:00:00Z"),  # comments only: no footprint
         ("index", "index", "kb-docs", ["summarizer", "support"], "2026-11-26T12:00:00Z"),
         ("judge_cfg", "judge", "helpfulness", ["summarizer", "support"], "2026-11-26T13:00:00Z"),
         ("summarizer_prompt", "prompt", "prompts/summarizer/system.md", ["summarizer"], "2026-11-26T14:05:00Z"),
-        ("readme", "prompt", "README.md", ["summarizer", "support"], "2026-11-26T15:00:00Z"),
+        ("readme", "prompt", "README.md", [], "2026-11-26T15:00:00Z"),  # harmless, listed, affects none
         ("rubric", "judge", "helpfulness", ["summarizer", "support"], "2026-11-26T18:00:00Z"),
         ("both", "prompt", "prompts/summarizer/examples/one.md", ["summarizer"], "2026-11-26T20:00:00Z"),
         ("both", "judge", "helpfulness", ["summarizer", "support"], "2026-11-26T20:00:00Z"),
@@ -164,10 +164,12 @@ def test_details_summaries_and_rollbacks(run_cli, scenario):
 
     comment = by[(sha["pin_comment"], "model")]
     assert "no key changed" in comment["summary"]
-    assert comment["all_features"] is True
+    assert comment["footprint"] == "none" and comment["all_features"] is False
 
     readme = by[(sha["readme"], "prompt")]
-    assert readme["all_features"] is True and readme["details"]["owned"] is False
+    assert readme["footprint"] == "none" and readme["details"]["owned"] is False
+    assert by[(sha["judge_cfg"], "judge")]["footprint"] == "all"  # no events: every feature
+    assert pin["footprint"] == "listed"
     judge = by[(sha["judge_cfg"], "judge")]
     assert "helpfulness.model: vendor-b/judge-1 -> vendor-b/judge-2" in judge["summary"]
 
@@ -221,7 +223,8 @@ def test_feature_and_kind_filters(run_cli, scenario):
     ids = {(c["id"], c["kind"]) for c in doc["changes"]}
     assert (sha["support_prompt"], "prompt") in ids and (sha["pin"], "model") in ids
     assert (sha["summarizer_prompt"], "prompt") not in ids
-    assert (sha["readme"], "prompt") in ids  # every feature: still a candidate
+    assert (sha["rubric"], "judge") in ids  # every feature (no events tell which): kept
+    assert (sha["readme"], "prompt") not in ids  # affects no feature
     _, doc = _list_json(run_cli, scenario["config"], "--kind", "model,index")
     assert {c["kind"] for c in doc["changes"]} == {"model", "index"}
     r = run_cli("--config", scenario["config"], "changes", "list", "--kind", "pin")

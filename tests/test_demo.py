@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from oncall_ai.demo import SCENARIOS, build_sandbox, generate_sandbox
-from oncall_ai.demo.generator import FEATURES, JUDGE_METRIC, SCENARIO_KINDS, plan_preview
+from oncall_ai.demo import SCENARIO_KINDS, SCENARIOS, build_sandbox, generate_sandbox
+from oncall_ai.demo.generator import plan_preview
+from oncall_ai.demo.model import FEATURES, JUDGE_METRIC
 from oncall_ai.timeutil import format_time, parse_time_ms
 
 NOW = parse_time_ms("2026-03-12T09:00:00Z")
@@ -55,7 +56,7 @@ def mean(xs) -> float:
 
 @pytest.fixture(scope="module")
 def sandboxes(tmp_path_factory):
-    """Every scenario for one seed at half volume, and `none` for the same seed (the counterfactual:
+    """Every scenario for one seed at 30% volume, and `none` for the same seed (the counterfactual:
     the generator draws ordinary traffic from the seed alone, so a scenario and `none` share every
     request up to where the scenario changes it)."""
     root = tmp_path_factory.mktemp("sandboxes")
@@ -64,7 +65,7 @@ def sandboxes(tmp_path_factory):
     def get(scenario: str, seed: int = 11):
         key = (scenario, seed)
         if key not in cache:
-            info = generate_sandbox(root / f"{scenario}-{seed}", scenario=scenario, seed=seed, now_ms=NOW, scale=0.5)
+            info = generate_sandbox(root / f"{scenario}-{seed}", scenario=scenario, seed=seed, now_ms=NOW, scale=0.3)
             cache[key] = (info, read_events(info.dir))
         return cache[key]
 
@@ -248,31 +249,52 @@ def test_ground_truth_is_complete_and_points_at_real_changes(sandboxes, scenario
         assert cid is None and target == "=".join(*[s.items() for s in gt["slices"]][0])
 
 
-@pytest.mark.parametrize("scenario", [s for s in INCIDENT_SCENARIOS if s != "input_shift"])
-def test_planted_effect_matches_ground_truth_request_by_request(sandboxes, scenario):
-    """Pair every event with the same request in the `none` sandbox of the same seed: outside the
-    incident's footprint (other features, other slices, before the onset, user signals for a judge
-    change) the values are identical; inside it, the mean change is the ground truth's effect."""
-    info, events = sandboxes(scenario)
-    _, base_events = sandboxes("none")
-    gt = info.ground_truth
-    base = {e["id"]: e for e in base_events}
-    onset = parse_time_ms(gt["onset"])
-    full = parse_time_ms(gt["ramp"][-1]["at"]) if gt["ramp"] else onset  # after a canary ramp: all traffic on new
-    judge_metric = gt["target"] if gt["kind"] == "judge_drift" else None
-    deltas = defaultdict(list)
-    outside_changed = 0
-    for e in events:
-        b = base[e["id"]]
-        assert (b["ts"], b["slice"], b["metric"]) == (e["ts"], e["slice"], e["metric"])
-        d = float(e["value"]) - float(b["value"])
-        t = ts_of(e)
-        inside = (e["feature"] in gt["affected_features"] and t >= onset and in_slices(e, gt["slices"])
-                  and (judge_metric is None or e["metric"] == judge_metric))
-        if not inside:
-            outside_changed += d != 0
-        elif t >= full:
-            deltas[(e["feature"], e["metric"])].append(d)
+PAIRED_SCENARIOS = [s for s in INCIDENT_SCENARIOS if s != "input_shift"]
+
+
+@pytest.fixture(scope="module")
+def paired(sandboxes):
+    """Pair every event with the same request in the `none` sandbox of the same seed (the generator
+    draws ordinary traffic from the seed alone). Returns, per scenario, the number of events that
+    changed outside the incident's footprint and the value changes inside it, per (feature, metric),
+    once all traffic is on the new version."""
+    cache = {}
+
+    def get(scenario):
+        if scenario in cache:
+            return cache[scenario]
+        info, events = sandboxes(scenario)
+        _, base_events = sandboxes("none")
+        gt = info.ground_truth
+        base = {e["id"]: e for e in base_events}
+        onset = parse_time_ms(gt["onset"])
+        full = parse_time_ms(gt["ramp"][-1]["at"]) if gt["ramp"] else onset  # after a canary ramp
+        judge_metric = gt["target"] if gt["kind"] == "judge_drift" else None
+        deltas = defaultdict(list)
+        outside_changed = 0
+        for e in events:
+            b = base[e["id"]]
+            assert (b["ts"], b["slice"], b["metric"]) == (e["ts"], e["slice"], e["metric"])
+            d = float(e["value"]) - float(b["value"])
+            t = ts_of(e)
+            inside = (e["feature"] in gt["affected_features"] and t >= onset and in_slices(e, gt["slices"])
+                      and (judge_metric is None or e["metric"] == judge_metric))
+            if not inside:
+                outside_changed += d != 0
+            elif t >= full:
+                deltas[(e["feature"], e["metric"])].append(d)
+        cache[scenario] = (gt, outside_changed, deltas)
+        return cache[scenario]
+
+    return get
+
+
+@pytest.mark.parametrize("scenario", PAIRED_SCENARIOS)
+def test_planted_effect_matches_ground_truth_request_by_request(paired, scenario):
+    """Outside the incident's footprint (other features, other slices, before the onset, user
+    signals and checks for a judge change) every value is identical to the `none` sandbox; inside
+    it, the mean change is the ground truth's effect for each metric."""
+    gt, outside_changed, deltas = paired(scenario)
     assert outside_changed == 0
     for a in gt["affected"]:
         for metric, expected in a["effects"].items():
@@ -281,9 +303,51 @@ def test_planted_effect_matches_ground_truth_request_by_request(sandboxes, scena
                 assert not any(got), (a["feature"], metric)
                 continue
             n = len(got)
-            assert n >= 15, (a["feature"], metric, n)
-            se = (sum(x * x for x in got) / n - mean(got) ** 2) ** 0.5 / n ** 0.5
-            assert abs(mean(got) - expected) < 4 * se + 0.04, (a["feature"], metric, mean(got), expected, n)
+            assert n >= 8, (a["feature"], metric, n)
+            sd = max((sum(x * x for x in got) / n - mean(got) ** 2) ** 0.5, 0.3)  # floor: few events
+            assert abs(mean(got) - expected) < 4 * sd / n ** 0.5 + 0.04, (a["feature"], metric, mean(got), expected, n)
+
+
+def test_planted_effect_sizes_are_exact_over_all_scenarios(paired):
+    """One scenario has too few judged events to pin an effect down; pooled over every scenario the
+    observed change of the judge metric must match the ground truth's effect (a generator whose
+    effects are 20% off what ground_truth.json says fails here; the expectation formulas
+    themselves are checked more tightly below)."""
+    num = var = 0.0
+    rel = []
+    for scenario in PAIRED_SCENARIOS:
+        gt, _, deltas = paired(scenario)
+        for a in gt["affected"]:
+            metric = JUDGE_METRIC[a["feature"]]
+            got, expected = deltas[(a["feature"], metric)], a["effects"][metric]
+            n = len(got)
+            v = sum((x - expected) ** 2 for x in got) / n
+            num += n * (mean(got) - expected)
+            var += n * v
+            rel.append(sum(got) / (n * expected))
+    z = num / var ** 0.5
+    assert abs(z) < 3, (z, rel)
+
+
+@pytest.mark.parametrize("mu", [2.6, 3.4, 3.9, 4.3, 4.8])
+def test_expected_values_in_the_ground_truth_match_the_scoring_model(mu):
+    """expected_score / expected_good / expected_thumbs (used for `effect` in ground_truth.json)
+    against a simulation of a judge scoring requests of quality h ~ N(mu, H_SD) with noise."""
+    import math
+    import random
+
+    from oncall_ai.demo import model as g
+
+    rng = random.Random(7)
+    n = 100_000
+    scores, thumbs = [], 0
+    for _ in range(n):
+        h = rng.gauss(mu, g.H_SD)
+        scores.append(min(5, max(1, round(h + rng.gauss(0, g.JUDGE_SD) + 1e-9))))
+        thumbs += rng.random() < 1 / (1 + math.exp(-(g.THUMBS_INTERCEPT["support"] - g.THUMBS_SLOPE * (h - 4))))
+    assert abs(mean(scores) - g.expected_score(mu)) < 0.01
+    assert abs(mean(s >= 4 for s in scores) - g.expected_good(mu)) < 0.006
+    assert abs(thumbs / n - g.expected_thumbs("support", mu)) < 0.005
 
 
 def test_input_shift_moves_the_mix_not_the_slices(sandboxes):
@@ -318,7 +382,7 @@ def test_input_shift_moves_the_mix_not_the_slices(sandboxes):
 def test_model_change_with_a_canary_ramp_tags_the_served_model(tmp_path):
     seed = next(s for s in range(1, 200)
                 if (p := plan_preview("model_change", s, NOW))["ramp"] and p["tagging"]["profile"] == "full")
-    info = generate_sandbox(tmp_path / "s", scenario="model_change", seed=seed, now_ms=NOW, scale=0.5)
+    info = generate_sandbox(tmp_path / "s", scenario="model_change", seed=seed, now_ms=NOW, scale=0.3)
     gt = info.ground_truth
     ramp = [(parse_time_ms(r["at"]), r["share"]) for r in gt["ramp"]]
     events = [e for e in read_events(info.dir) if e["feature"] == gt["feature"]]
@@ -383,7 +447,7 @@ def test_config_is_valid_and_points_at_the_sandbox(sandboxes):
         rule = cfg.metrics[slo.metric].good
         vals = [float(e["value"]) for e in events if e["feature"] == slo.feature and e["metric"] == slo.metric]
         good = mean(rule.is_good(v) for v in vals)
-        assert good > slo.objective and (1 - good) < 0.8 * (1 - slo.objective)
+        assert good > slo.objective and (1 - good) < 0.9 * (1 - slo.objective)
 
 
 @pytest.mark.parametrize("scenario", ["judge_drift", "prompt_change"])
@@ -441,7 +505,7 @@ def _slice_seed(scenario="prompt_change_slice", slices=({"language": "de"},), ho
 def test_cli_demo_builds_a_sandbox_where_scores_show_the_planted_drop(tmp_path, run_cli):
     seed = _slice_seed()
     d = tmp_path / "sb"
-    r = run_cli("demo", d, "--scenario", "prompt_change_slice", "--seed", seed, "--at", format_time(NOW))
+    r = run_cli("demo", d, "--scenario", "prompt_change_slice", "--seed", seed, "--at", format_time(NOW), "--scale", "0.5")
     assert r.exit_code == 0, r.stderr
     assert f"cd {d}" in r.stdout and "oncall-ai triage --at" in r.stdout
     gt = json.loads((d / "ground_truth.json").read_text())

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from oncall_ai.ingest import id_hash
 from oncall_ai.store import open_store
 
 PUBLIC = "pk-lf-test-public"
@@ -177,6 +176,30 @@ def expected_events(scores):
     return {s["id"] for s in scores if s["dataType"] in ("NUMERIC", "BOOLEAN") and s["subject"]["kind"] != "session"}
 
 
+def fingerprint(scores, want):
+    """What the store should hold, event by event: (ts, metric, value, trace id), as a multiset."""
+    from collections import Counter
+
+    from oncall_ai.timeutil import parse_time_ms
+
+    metric = {"faithfulness": "grounded"}
+    out = Counter()
+    for s in scores:
+        if s["id"] in want:
+            subj = s["subject"]
+            tid = subj["id"] if subj["kind"] == "trace" else subj["traceId"]
+            out[(parse_time_ms(s["timestamp"]), metric.get(s["name"], s["name"]), float(s["value"]), tid)] += 1
+    return out
+
+
+def stored_fingerprint(url):
+    from collections import Counter
+
+    with open_store(url) as s:
+        return Counter((e.ts, e.series.metric, e.value, e.request_id)
+                       for e in s.events([x.id for x in s.series()], 0, 2**62))
+
+
 @pytest.fixture
 def langfuse_env(monkeypatch, tmp_path, store_url):
     now = int(time.time() * 1000)
@@ -206,12 +229,6 @@ def langfuse_env(monkeypatch, tmp_path, store_url):
     yield {"scores": scores, "traces": traces, "start": start, "config": config, "waits": waits, "store_url": store_url}
     for s in servers:
         s.close()
-
-
-def _stored_ids(url):
-    with open_store(url) as s:
-        evs = s.events([x.id for x in s.series()], 0, 2**62)
-        return [e.id_hash for e in evs], s
 
 
 def _no_secret(*texts):
@@ -247,8 +264,7 @@ def test_import_v3_with_a_500_and_a_429(langfuse_env, run_cli):
                                                              and s["subject"]["kind"] == "session")}
     assert 7.0 in env["waits"]  # Retry-After honoured
     assert len(env["waits"]) == 3  # one wait per injected failure
-    ids, _ = _stored_ids(env["store_url"])
-    assert sorted(ids) == sorted(id_hash(i) for i in want)  # each score exactly once
+    assert stored_fingerprint(env["store_url"]) == fingerprint(env["scores"], want)  # each score exactly once
 
     # Mapping: feature from trace name, slice from trace metadata, metric/source maps.
     with open_store(env["store_url"]) as s:
@@ -257,7 +273,10 @@ def test_import_v3_with_a_500_and_a_429(langfuse_env, run_cli):
         one = next(sc for sc in env["scores"] if sc["id"] in want and sc["subject"]["kind"] == "trace"
                    and sc["name"] == "helpfulness" and sc["source"] == "EVAL" and sc["metadata"])
         trace = env["traces"][one["subject"]["id"]]
-        ev = [e for e in s.events([x.id for x in s.series()], 0, 2**62) if e.id_hash == id_hash(one["id"])][0]
+        from oncall_ai.timeutil import parse_time_ms
+
+        ev = [e for e in s.events([x.id for x in s.series()], 0, 2**62)
+              if (e.request_id, e.ts) == (trace["id"], parse_time_ms(one["timestamp"])) and e.series.metric == "helpfulness"][0]
         assert ev.series.feature == trace["name"]
         assert ev.series.source == "judge"
         assert ev.series.slice == (("language", trace["metadata"]["language"]),)
@@ -289,8 +308,8 @@ def test_import_interrupted_then_resumed_imports_each_score_once(langfuse_env, r
     assert r.exit_code == 2
     assert "resume" in r.stderr and srv.url in r.stderr and "Traceback" not in r.stderr
     _no_secret(r.stdout, r.stderr)
-    ids, _ = _stored_ids(env["store_url"])
-    assert 0 < len(ids) < len(expected_events(env["scores"]))
+    partial = sum(stored_fingerprint(env["store_url"]).values())
+    assert 0 < partial < len(expected_events(env["scores"]))
     with open_store(env["store_url"]) as s:
         state = s.get_doc("import_state", "langfuse:default").body
     assert state["window"] is not None and state["position"] == fourth_cursor
@@ -304,10 +323,7 @@ def test_import_interrupted_then_resumed_imports_each_score_once(langfuse_env, r
     assert out["resumed"] is True
     first_resumed = srv.scores_requests()[before]
     assert first_resumed[1].get("cursor") == fourth_cursor  # picked up where it stopped
-    ids, _ = _stored_ids(env["store_url"])
-    want = expected_events(env["scores"])
-    assert len(ids) == len(set(ids)) == len(want)
-    assert set(ids) == {id_hash(i) for i in want}
+    assert stored_fingerprint(env["store_url"]) == fingerprint(env["scores"], expected_events(env["scores"]))
 
 
 def test_older_server_v1_pages_and_traces_one_by_one(langfuse_env, run_cli):
@@ -321,8 +337,7 @@ def test_older_server_v1_pages_and_traces_one_by_one(langfuse_env, run_cli):
     assert out["api"] == "v1"
     want = expected_events(env["scores"])
     assert out["stored"] == len(want)
-    ids, _ = _stored_ids(env["store_url"])
-    assert set(ids) == {id_hash(i) for i in want}
+    assert stored_fingerprint(env["store_url"]) == fingerprint(env["scores"], want)
     assert any(p.startswith("/api/public/traces/trace-") for p, _ in srv.log)  # per-trace fallback
     with open_store(env["store_url"]) as s:
         assert {x.feature for x in s.series()} == {"summarizer", "router", "search"}

@@ -279,3 +279,41 @@ def test_promtool_accepts_the_exported_counters(config_file, run_cli, tmp_path):
     r = run_cli("--config", config_file(), "export", "prometheus", "--at", AT)
     p = subprocess.run([promtool, "check", "metrics"], input=r.stdout, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_missing_store_is_unknown_and_not_created(run_cli, tmp_path):
+    db = tmp_path / "nope.db"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base_config(db)))
+    r = run_cli("--config", path, "slo", "check")
+    assert r.exit_code == 3 and "no such file" in r.stderr
+    assert not db.exists()
+    assert run_cli("--config", path, "slo", "status").exit_code == 2
+
+
+@pytest.mark.parametrize("at", [AT, "2026-11-27T02:59:59.999Z", "2026-11-26T17:00:00Z", "2026-11-24T03:00:00Z",
+                                "2026-11-26T23:31:07.250Z"])
+def test_window_counts_match_one_store_query_per_window(store_db, at):
+    """The split of windows into heads, hourly cells, rings and a tail gives the same counts as
+    asking the store for each window on its own."""
+    from oncall_ai.analysis.slo import windows_needed
+    from oncall_ai.config import parse_config
+    from oncall_ai.slos import slo_series, window_counts
+    from oncall_ai.store import open_store
+
+    extra = [{"name": "judged-24h", "feature": "judged", "metric": "helpfulness", "objective": 0.9, "window": "24h"},
+             {"name": "fast-de-7d", "feature": "fast", "metric": "schema_valid", "objective": 0.9, "window": "7d",
+              "where": {"language": "de"}}]
+    cfg = parse_config(base_config(store_db, slos=SLOS + extra), path=None)
+    at_ms = parse_time_ms(at)
+    with open_store(str(store_db), create=False) as store:
+        everything = store.series()
+        by_slo = {s.name: slo_series(everything, s) for s in cfg.slos}
+        got = window_counts(store, cfg, list(cfg.slos), by_slo, at_ms)
+        for slo in cfg.slos:
+            ids = [s.id for s in by_slo[slo.name]]
+            for w in windows_needed(slo.window_ms):
+                aggs = store.aggregate(ids, at_ms - w, at_ms, good_rule=cfg.metric(slo.metric).good)
+                n = sum(a.n for a in aggs.values())
+                good = sum(a.good for a in aggs.values())
+                assert (got[slo.name][w].n, got[slo.name][w].good) == (n, good), (slo.name, w)

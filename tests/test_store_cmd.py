@@ -63,8 +63,8 @@ def _same_content(a_url, b_url):
         sa, sb = {key(s): s.id for s in a.series()}, {key(s): s.id for s in b.series()}
         assert set(sa) == set(sb)
         for k in sa:
-            ea = [(e.id_hash, e.ts, e.value, e.request_id, e.input) for e in a.events([sa[k]], 0, 2**62, with_text=True)]
-            eb = [(e.id_hash, e.ts, e.value, e.request_id, e.input) for e in b.events([sb[k]], 0, 2**62, with_text=True)]
+            ea = [(e.ts, e.value, e.request_id, e.input) for e in a.events([sa[k]], 0, 2**62, with_text=True)]
+            eb = [(e.ts, e.value, e.request_id, e.input) for e in b.events([sb[k]], 0, 2**62, with_text=True)]
             assert ea == eb
             ga = a.aggregate([sa[k]], 0, 2**62, bucket_ms=HOUR_MS, good_rule=RULES[k[1]])
             gb = b.aggregate([sb[k]], 0, 2**62, bucket_ms=HOUR_MS, good_rule=RULES[k[1]])

@@ -309,36 +309,63 @@ class RunWriter:
 
 # --- reading runs back for drift --------------------------------------------------------------
 
-def human_labels(cfg, item_docs: list[Doc] | None = None, *, strict: bool = True) -> dict[str, dict[str, float]]:
-    """metric -> item id -> human score: the calibration set as it is now, else (not configured,
-    missing, or broken with strict=False) the labels stored with the run items."""
+def calibration_items_or_empty(cfg, *, strict: bool = True) -> dict[str, CalibrationItem]:
+    """The calibration set; {} when not configured or missing. A broken set raises (DataError)
+    when strict, else is ignored (triage must not fail on it: the stored labels are used)."""
+    if cfg.calibration is None or not Path(cfg.calibration).is_file():
+        return {}
+    try:
+        return load_calibration_set(cfg)
+    except (ConfigError, DataError):
+        if strict:
+            raise
+        return {}
+
+
+def _item_metric(body: dict, cal: dict[str, CalibrationItem]) -> str | None:
+    """Docs written by import-run/calibrate carry the metric; plain CONTRACT records (written by
+    other tools) get it from the calibration set."""
+    m = body.get("metric")
+    if m:
+        return m
+    it = cal.get(str(body.get("item_id")))
+    return it.metric if it is not None else None
+
+
+def human_labels(cal: dict[str, CalibrationItem], item_docs: list[Doc] | None = None) -> dict[str, dict[str, float]]:
+    """metric -> item id -> human score: the calibration set as it is now (labels get corrected),
+    else the label stored with the run item when the run was made."""
     labels: dict[str, dict[str, float]] = defaultdict(dict)
     for d in item_docs or []:
         hs = d.body.get("human_score")
-        if _is_num(hs) and d.body.get("metric"):
-            labels[d.body["metric"]][d.body["item_id"]] = float(hs)
-    try:
-        current = load_calibration_set(cfg) if cfg.calibration is not None else {}
-    except (ConfigError, DataError):
-        if strict and cfg.calibration is not None and Path(cfg.calibration).is_file():
-            raise
-        current = {}
-    for it in current.values():
+        m = _item_metric(d.body, cal)
+        if _is_num(hs) and m:
+            labels[m][str(d.body["item_id"])] = float(hs)
+    for it in cal.values():
         labels[it.metric][it.id] = it.human_score
     return dict(labels)
 
 
-def load_runs(store, *, metric: str | None = None, at_ms: int | None = None) -> tuple[dict, list[Doc]]:
-    """(metric -> [RunScores ...] in time order, the item docs used)."""
+def load_runs(store, *, metric: str | None = None, at_ms: int | None = None,
+              cal: dict[str, CalibrationItem] | None = None) -> tuple[dict, list[Doc]]:
+    """(metric -> [RunScores ...] in time order, the item docs used). Items whose metric is
+    unknown (no metric in the doc and not in the calibration set) are left out."""
     from oncall_ai.analysis.agreement import RunScores
 
+    cal = cal or {}
     until = None if at_ms is None else at_ms + 1
-    item_docs = [d for d in store.get_docs(ITEM_KIND, until=until)
-                 if metric is None or d.body.get("metric") == metric]
+    item_docs = []
+    for d in store.get_docs(ITEM_KIND, until=until):
+        if not isinstance(d.body, dict) or d.body.get("run_id") is None or d.body.get("item_id") is None:
+            continue
+        m = _item_metric(d.body, cal)
+        if m is None or (metric is not None and m != metric):
+            continue
+        item_docs.append((m, d))
     run_docs = {d.id: d for d in store.get_docs(RUN_KIND)}
     grouped: dict[tuple[str, str], list[Doc]] = defaultdict(list)
-    for d in item_docs:
-        grouped[(d.body.get("metric"), d.body.get("run_id"))].append(d)
+    for m, d in item_docs:
+        grouped[(m, str(d.body["run_id"]))].append(d)
     out: dict[str, list] = defaultdict(list)
     for (m, run_id), docs in grouped.items():
         rd = run_docs.get(run_id)
@@ -349,12 +376,17 @@ def load_runs(store, *, metric: str | None = None, at_ms: int | None = None) -> 
         jid = (rd.body.get("judge_id") if rd is not None else None) or judge_ids.most_common(1)[0][0]
         out[m].append(RunScores(
             run_id=run_id, ts=ts, judge_id=jid,
-            scores={d.body["item_id"]: d.body.get("score") for d in docs},
-            reasons={d.body["item_id"]: d.body.get("reason") or "unknown" for d in docs if d.body.get("score") is None},
-            attempts={d.body["item_id"]: int(d.body.get("attempts") or 1) for d in docs}))
+            scores={str(d.body["item_id"]): _score(d.body.get("score")) for d in docs},
+            reasons={str(d.body["item_id"]): d.body.get("reason") or "unknown" for d in docs
+                     if _score(d.body.get("score")) is None},
+            attempts={str(d.body["item_id"]): int(d.body.get("attempts") or 1) for d in docs}))
     for runs in out.values():
         runs.sort(key=lambda r: (r.ts, r.run_id))
-    return dict(out), item_docs
+    return dict(out), [d for _, d in item_docs]
+
+
+def _score(x) -> float | None:
+    return float(x) if _is_num(x) else None
 
 
 def calibration_verdicts(cfg, store, *, metric: str | None = None, at_ms: int | None = None,
@@ -363,8 +395,9 @@ def calibration_verdicts(cfg, store, *, metric: str | None = None, at_ms: int | 
     """A DriftVerdict per metric with calibration runs (or for `metric`, even without runs)."""
     from oncall_ai.analysis.agreement import drift_verdict
 
-    runs, docs = load_runs(store, metric=metric, at_ms=at_ms)
-    labels = human_labels(cfg, docs, strict=strict)
+    cal = calibration_items_or_empty(cfg, strict=strict)
+    runs, docs = load_runs(store, metric=metric, at_ms=at_ms, cal=cal)
+    labels = human_labels(cal, docs)
     metrics = sorted(runs) if metric is None else [metric]
     verdicts = []
     for m in metrics:

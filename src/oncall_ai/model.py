@@ -17,7 +17,8 @@ class Change:
               (a served model_id that moved with no pin change is kind "model" with
               provider_side=True; triage turns it into `provider_model_change`).
     target:   prompt path, pin key, index name, judged metric, or for traffic the field that moved.
-    features: the features this change can affect (its footprint); () means every feature.
+    features: the features this change can affect (its footprint); () means every feature, unless
+              details["footprint"] == "none" (it affects none: see no_footprint).
     at:       epoch ms.
     source:   "git:<repo path>", "recorded", or "traffic".
     """
@@ -40,5 +41,14 @@ class Change:
     # bucket for canary ramps ({"ramp": [[ts_ms, share_new], ...], "share_new": 0.97}).
     details: dict = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def no_footprint(self) -> bool:
+        """True for a change that touches nothing any configured feature uses (a README in the
+        prompt repo, a pin or index no feature uses, a comment-only edit): still listed as a
+        candidate, but it affects no feature. Marked by details["footprint"] == "none"."""
+        return self.details.get("footprint") == "none"
+
     def affects(self, feature: str) -> bool:
+        if self.no_footprint:
+            return False
         return not self.features or feature in self.features

@@ -17,6 +17,7 @@ from oncall_ai.config import Config, SLOConfig
 from oncall_ai.store.base import Series, Store
 
 SAMPLE_PROBE_EVENTS = 500
+_RECENT_MS = 24 * HOUR_MS  # windows shorter than this are answered from the last day's hourly cells
 
 
 def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
@@ -31,38 +32,92 @@ def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
 
 
 def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
-                  at_ms: int, *, per_series_out: dict | None = None) -> dict[str, dict[int, Counts]]:
+                  at_ms: int) -> dict[str, dict[int, Counts]]:
     """Counts per SLO per window ending at at_ms, with as few store calls as possible.
-    `per_series_out`, when given, receives the counts per series: {(window ms, metric): {series id: Counts}}
-    (the digest reads slices near their SLO from them instead of asking the store again)."""
-    # (window, metric) -> the series ids of every SLO that needs it
-    wanted: dict[tuple[int, str], set[int]] = {}
-    for slo in slos:
-        ids = {s.id for s in series_by_slo[slo.name]}
-        if not ids:
-            continue
-        for w in slo_math.windows_needed(slo.window_ms):
-            wanted.setdefault((w, slo.metric), set()).update(ids)
-    per_series: dict[tuple[int, str], dict[int, Counts]] = {}
-    for (w, metric), ids in sorted(wanted.items()):
-        rule = cfg.metric(metric).good
-        aggs = store.aggregate(ids, at_ms - w, at_ms, good_rule=rule)
-        per_series[(w, metric)] = {sid: Counts(a.n, a.good or 0) for (sid, _b), a in aggs.items()}
-    if per_series_out is not None:
-        per_series_out.update(per_series)
+
+    The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
+        head [at - w, next hour)  +  whole hours [next hour, h0)  +  tail [h0, at)
+    (h0 = the hour at_ms is in). The last day's whole hours come from one hourly-bucketed rollup
+    query, which also tells which series have events in each hour: the head and tail raw queries
+    then only ask for those (most series of a sliced, versioned metric are quiet in any one hour).
+    Older whole hours are read as rings between consecutive windows (rollups only, each cell read
+    once). Every piece goes straight into per-SLO sums."""
     out: dict[str, dict[int, Counts]] = {}
+    h0 = at_ms - at_ms % HOUR_MS
     for slo in slos:
-        counts = {}
-        for w in slo_math.windows_needed(slo.window_ms):
-            cells = per_series.get((w, slo.metric), {})
-            total = Counts()
-            for s in series_by_slo[slo.name]:
-                c = cells.get(s.id)
-                if c is not None:
-                    total = total + c
-            counts[w] = total
-        out[slo.name] = counts
+        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms)}
+    for metric in sorted({slo.metric for slo in slos}):
+        group = [slo for slo in slos if slo.metric == metric and series_by_slo[slo.name]]
+        if not group:
+            continue
+        rule = cfg.metric(metric).good
+        owners: dict[int, list[int]] = {}  # series id -> indexes (in group) of the SLOs counting it
+        for i, slo in enumerate(group):
+            for srs in series_by_slo[slo.name]:
+                owners.setdefault(srs.id, []).append(i)
+        needs = [set(slo_math.windows_needed(slo.window_ms)) for slo in group]
+        ws = sorted(set().union(*needs))
+        longest = [max(n) for n in needs]
+        ids_from = {w: {sid for sid, own in owners.items() if any(longest[i] >= w for i in own)} for w in ws}
+
+        def per_slo(cells, owners=owners, size=len(group)) -> list[list[int]]:
+            sums = [[0, 0] for _ in range(size)]
+            for (sid, _b), a in cells.items():
+                for i in owners.get(sid, ()):
+                    sums[i][0] += a.n
+                    sums[i][1] += a.good or 0
+            return sums
+
+        def read(ids, start, end, rule=rule, per_slo=per_slo, size=len(group)) -> list[list[int]]:
+            if end <= start or not ids:
+                return [[0, 0] for _ in range(size)]
+            return per_slo(store.aggregate(ids, start, end, good_rule=rule))
+
+        recent = [w for w in ws if w < _RECENT_MS]
+        lo = h0 - (-(-max(recent) // HOUR_MS) * HOUR_MS) if recent else h0  # earliest hour they touch
+        by_bucket: dict[int, dict] = {}
+        if recent:
+            for (sid, b), a in store.aggregate(ids_from[ws[0]], lo, h0 + HOUR_MS, bucket_ms=HOUR_MS,
+                                               good_rule=rule).items():
+                by_bucket.setdefault(b, {})[(sid, None)] = a
+
+        def active(bucket, ids, lo=lo, by_bucket=by_bucket, known=bool(recent)):
+            if known and lo <= bucket <= h0:
+                cells = by_bucket.get(bucket, {})
+                return {sid for sid in ids if (sid, None) in cells}
+            return ids
+
+        tail = read(active(h0, ids_from[ws[0]]), h0, at_ms)
+        hours = [[0, 0] for _ in group]  # whole hours [boundary, h0), growing backwards
+        boundary = h0
+        for w in ws:
+            start = at_ms - w
+            if start >= h0:  # inside the current hour: one raw query
+                _store(out, group, needs, w, read(active(h0, ids_from[w]), start, at_ms))
+                continue
+            next_hour = -(-start // HOUR_MS) * HOUR_MS
+            while boundary > next_hour and boundary > lo:
+                boundary -= HOUR_MS
+                _add_sums(hours, per_slo(by_bucket.get(boundary, {})))
+            if next_hour < boundary:
+                _add_sums(hours, read(ids_from[w], next_hour, boundary))
+                boundary = next_hour
+            head = read(active(next_hour - HOUR_MS, ids_from[w]), start, next_hour)
+            _store(out, group, needs, w, [[h[0] + t[0] + d[0], h[1] + t[1] + d[1]]
+                                          for h, t, d in zip(hours, tail, head, strict=True)])
     return out
+
+
+def _add_sums(acc: list[list[int]], more: list[list[int]]) -> None:
+    for a, m in zip(acc, more, strict=True):
+        a[0] += m[0]
+        a[1] += m[1]
+
+
+def _store(out, group, needs, w, sums) -> None:
+    for i, slo in enumerate(group):
+        if w in needs[i]:
+            out[slo.name][w] = Counts(sums[i][0], sums[i][1])
 
 
 def recent_sample_rate(store: Store, series: list[Series], at_ms: int) -> float | None:
@@ -88,17 +143,19 @@ def is_sampled(slo: SLOConfig, cfg: Config, series: list[Series], sample_rate: f
 
 
 def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] | None = None,
-                 details: bool = False, per_series_out: dict | None = None) -> list[SLOStatus]:
+                 details: bool = False) -> list[SLOStatus]:
     """Every configured SLO (or those named) at at_ms. `details` adds the sparkline and, for sampled
-    metrics, the time-to-page note (a few more store calls: `slo status`). `per_series_out`: see
-    window_counts."""
+    metrics, the time-to-page note (a few more store calls: `slo status`)."""
     slos = list(cfg.slos)
     if names:
         wanted = set(names)
         slos = [s for s in slos if s.name in wanted]
-    all_series = store.series()
-    series_by_slo = {slo.name: slo_series(all_series, slo) for slo in slos}
-    counts = window_counts(store, cfg, slos, series_by_slo, at_ms, per_series_out=per_series_out)
+    by_pair: dict[tuple[str, str], list[Series]] = {}
+    for slo in slos:  # only the series of the SLOs' features and metrics (an indexed lookup each)
+        if (slo.feature, slo.metric) not in by_pair:
+            by_pair[(slo.feature, slo.metric)] = store.series(slo.feature, slo.metric)
+    series_by_slo = {slo.name: slo_series(by_pair[(slo.feature, slo.metric)], slo) for slo in slos}
+    counts = window_counts(store, cfg, slos, series_by_slo, at_ms)
     out = []
     for slo in slos:
         series = series_by_slo[slo.name]

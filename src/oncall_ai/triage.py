@@ -46,7 +46,7 @@ LOWER_IS_BETTER_WORDS = ("thumbs_down", "thumbsdown", "retry", "retries", "error
 class TriageSettings:
     """Defaults, overridable in the config's `triage:` section."""
 
-    baseline_ms: int = 7 * 24 * HOUR  # history before --since used as the baseline
+    baseline_ms: int = 4 * 24 * HOUR  # history before --since used as the baseline (hourly rollups)
     coarse_ms: int = HOUR
     fine_ms: int = 5 * MINUTE
     fine_before_ms: int = 2 * HOUR
@@ -160,7 +160,7 @@ def _load_changes(cfg, store, start: int, end: int, feature: str | None,
     if cfg is None:
         notes.append("changes: no configuration, so no prompt repo, pins or recorded changes to read")
     try:
-        cs = changes_fn(cfg, store, start, end, feature=None)
+        cs = changes_fn(cfg, store, start, end, feature=feature if cfg is not None and feature in cfg.features else None)
     except OncallError as e:
         return [], [f"changes: {e.message}"]
     except Exception as e:  # a broken source must not take triage down at 3am
@@ -231,7 +231,9 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
                    params=st.localize)
     finding.decomposition, finding.localization = dec, loc
 
-    cross = _cross_metrics(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg)
+    scope = loc.scope or {}
+    cross = _cross_metrics(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
+    others = _other_features(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
     judge_ev = None
     if source == "judge":
         judge_ev, jnote = _judge_evidence(cfg, store, feature, metric, since, at, det.onset, judge_fn)
@@ -241,10 +243,12 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     if cfg is not None and feature in cfg.features:
         pin_key = cfg.features[feature].model
     inp = AttributionInput(feature, metric, source, higher, cube, det, loc, dec, changes, at, fine=fine,
-                           judge=judge_ev, cross=cross, pin_key=pin_key, since=since_text)
+                           judge=judge_ev, cross=cross, pin_key=pin_key, since=since_text,
+                           other_features=others)
     finding.hypotheses = attribute(inp, st.attribute)
-    if not any(any(v is not None for v in r.versions) for r in cube.rows):
-        finding.notes.append("events carry no version tags (model_id, prompt_version, ...): "
+    _onset_from_top(finding, fine)
+    if not any(any(v is not None for v in r.versions[:3]) for r in cube.rows):
+        finding.notes.append("events carry no version tags (model_id, prompt_version, index_version): "
                              "no side-by-side version comparison, timing and footprint only")
     if not changes:
         finding.notes.append("no changes found in the window from any source")
@@ -260,8 +264,49 @@ def _majority(values: list[str]) -> str | None:
     return max(counts, key=lambda k: (counts[k], k))
 
 
+def _onset_from_top(finding: Finding, fine: Cube | None) -> None:
+    """"Since when" in terms of the cause: when the top hypothesis' change reached traffic, if its
+    exposure explains the drop as well as the best free onset (canary ramps start small, so the
+    data alone puts the onset at the full rollout; statistics.md section 2.2)."""
+    det = finding.detection
+    if not finding.hypotheses or det.onset is None:
+        return
+    top = finding.hypotheses[0]
+    start = top.exposure_start
+    if top.change is None or start is None or top.components.get("timing", -99) < -2.0:
+        return
+    lo = (det.onset_range[0] if det.onset_range else det.onset) - 3 * HOUR
+    if lo <= start <= det.onset + 15 * MINUTE:
+        det.onset = start
+
+
+def _other_features(feature: str, metric: str, source: str, groups, coarse_fn, cube: Cube, pre, post, cfg,
+                    scope: dict) -> dict[str, float]:
+    """Did the same metric (or another of the same source) drop in the other features at the same
+    time, in the same slices? z in the bad direction per feature. Shared causes (an index, a judge,
+    a provider alias) hit every feature they reach."""
+    out: dict[str, float] = {}
+    t_pre = (cube.time_of(pre[0]), cube.time_of(pre[1]))
+    t_post = (cube.time_of(post[0]), cube.time_of(post[1]))
+    feats = sorted({f for f, _ in groups if f != feature})
+    for g in feats:
+        m = metric if (g, metric) in groups else next(
+            (mm for (ff, mm), ss in sorted(groups.items()) if ff == g and _majority([s.source for s in ss]) == source),
+            None)
+        if m is None:
+            continue
+        other = coarse_fn(g, m)
+        higher, _ = metric_direction(cfg, m)
+        res = compare_windows(other, pre=(other.boundary(t_pre[0]), other.boundary(t_pre[1])),
+                              post=(other.boundary(t_post[0]), other.boundary(t_post[1])),
+                              sign=1 if higher else -1, scope=scope or None)
+        if res is not None:
+            out[g] = res[0]
+    return out
+
+
 def _cross_metrics(feature: str, metric: str, source: str, groups, coarse_fn, cube: Cube, pre, post,
-                   cfg) -> list[CrossMetric]:
+                   cfg, scope: dict | None = None) -> list[CrossMetric]:
     if source != "judge":
         return []
     out = []
@@ -277,7 +322,7 @@ def _cross_metrics(feature: str, metric: str, source: str, groups, coarse_fn, cu
         pre_o = (other.boundary(t_pre[0]), other.boundary(t_pre[1]))
         post_o = (other.boundary(t_post[0]), other.boundary(t_post[1]))
         higher, _ = metric_direction(cfg, m)
-        res = compare_windows(other, pre=pre_o, post=post_o, sign=1 if higher else -1)
+        res = compare_windows(other, pre=pre_o, post=post_o, sign=1 if higher else -1, scope=scope or None)
         if res is None:
             continue
         z, delta, n = res

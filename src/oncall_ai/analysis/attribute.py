@@ -100,6 +100,7 @@ class AttributionInput:
     cross: Sequence[CrossMetric] = ()
     pin_key: str | None = None  # the feature's model pin key, for provider-side rollbacks
     since: str = "24h"
+    other_features: dict = field(default_factory=dict)  # feature -> z of the same drop there
 
 
 # --- timeline of residuals: coarse buckets, fine buckets around the onset ---------------------------
@@ -203,8 +204,9 @@ def hypothesis_kind(change) -> str | None:
 def _target(change, kind: str) -> str:
     if kind == "provider_model_change":
         return change.to_value or change.target
-    if kind == "prompt_change" and change.kind == "traffic":
-        return change.to_value or change.target
+    if kind == "prompt_change" and (change.kind == "traffic" or change.source == "traffic"):
+        v = change.to_value or change.target  # no commit known: the served version is the target
+        return v[:12] if len(v) == 40 else v
     return change.target or (change.paths[0] if change.paths else "")
 
 
@@ -285,6 +287,7 @@ class _VersionIndex:
         self.tagged: dict[tuple[str, int, int], float] = {}
         self.by_value: dict[tuple[str, str], list[tuple[Cube, Row]]] = {}
         self.first_seen: dict[tuple[str, str], int] = {}
+        self._strata: dict[str, dict] = {}
         # Fine buckets (when present) give the first-seen time to 5 minutes; a coarse bucket only
         # says "some time in this hour", so its start is used only when the fine cube lacks it.
         fine_first: dict[tuple[str, str], int] = {}
@@ -311,6 +314,22 @@ class _VersionIndex:
                 # seen first inside the fine window: trust the fine time over the coarse bucket start
                 if self.first_seen[key] >= f0 - cubes[0].bucket_ms:
                     self.first_seen[key] = t
+
+    def strata(self, fname: str) -> dict:
+        """(cube, bucket, cell) -> {version: Moments} in the scope cells, computed once per field."""
+        if fname not in self._strata:
+            fi = VERSION_FIELDS.index(fname)
+            out: dict = {}
+            for cube in self.cubes:
+                cells = self.scope[id(cube)]
+                for r in cube.rows:
+                    v = r.versions[fi]
+                    if v is None or r.cell not in cells:
+                        continue
+                    m = out.setdefault((id(cube), r.bucket, cube.cells[r.cell]), {}).setdefault(v, Moments())
+                    m.add(r.n, r.s, r.ss)
+            self._strata[fname] = out
+        return self._strata[fname]
 
     def matching_values(self, fname: str, version: str, cumulative: bool) -> list[str]:
         direct = [v for (f, v) in self.first_seen if f == fname and _same_version(v, version)]
@@ -406,20 +425,15 @@ def _direct(cand: Candidate, vidx: _VersionIndex | None, cubes: list[Cube], scop
     values = set(vidx.matching_values(cand.field, cand.version, cand.cumulative))
     if not values:
         return None
-    fi = VERSION_FIELDS.index(cand.field)
-    strata: dict[tuple[int, int, int], list[Moments]] = {}
-    for cube in cubes:
-        cells = scope_by_cube[id(cube)]
-        for r in cube.rows:
-            v = r.versions[fi]
-            if v is None or r.cell not in cells:
-                continue
-            k = (id(cube), r.bucket, hash(cube.cells[r.cell]))
-            pair = strata.setdefault(k, [Moments(), Moments()])
-            pair[0 if v in values else 1].add(r.n, r.s, r.ss)
+    strata = vidx.strata(cand.field)
     num = den = var = 0.0
     n_new = 0.0
-    for new, old in strata.values():
+    for by_version in strata.values():
+        if len(by_version) < 2:
+            continue
+        new, old = Moments(), Moments()
+        for v, m in by_version.items():
+            (new if v in values else old).merge(m)
         if new.n < 1 or old.n < 1:
             continue
         wh = new.n * old.n / (new.n + old.n)
@@ -586,11 +600,13 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if cand.kind == "judge_drift":
             comp.update(_judge_terms(inp, ev, judge_only, product_confirmed, cross_words))
         elif inp.metric_source == "judge" and judge_only:
-            comp["judge_only"] = -3.0
+            # weak: flat user signals may simply lack the power to move
+            comp["judge_only"] = -1.0
             ev.append("only the judge's scores moved; " + cross_words)
         elif product_confirmed:
             comp["user_signals"] = 1.0
             ev.append(cross_words)
+        _shared_terms(cand, inp, comp, ev)
         if mostly_mix:
             comp["mix"] = -4.0
             ev.append("most of the drop is traffic mix, which a product change does not move")
@@ -632,7 +648,11 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         hyps.append(h)
 
     # Judge drift with no judge change in the window (calibration or judge-only movement).
-    if inp.metric_source == "judge" and not any(h.kind == "judge_drift" for h in hyps):
+    # Flat user signals alone are weak (they may lack the power to move): it takes calibration drift
+    # or a judge id switch seen in traffic to put the judge forward without a judge change.
+    je = inp.judge
+    judge_signal = je is not None and (getattr(je, "drifted", False) or getattr(je, "judge_id_changed", False))
+    if inp.metric_source == "judge" and judge_signal and not any(h.kind == "judge_drift" for h in hyps):
         jterms = _judge_terms(inp, [], judge_only, product_confirmed, cross_words, require=True)
         if jterms:
             ev = []
@@ -654,6 +674,27 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
     for i, h in enumerate(hyps, 1):
         h.rank = i
     return hyps
+
+
+def _shared_terms(cand: Candidate, inp: AttributionInput, comp: dict, ev: list[str]) -> None:
+    """A change that reaches several features (an index, a judge, a provider alias) should show
+    the same drop in the others; a drop that appears in features the change cannot reach speaks
+    for a shared cause instead."""
+    if not inp.other_features:
+        return
+    feats = getattr(cand.change, "features", ()) or ()
+    reach = [g for g in inp.other_features if (not feats or g in feats)]
+    if cand.kind == "judge_drift":
+        reach = list(inp.other_features)  # every feature this judge scores (the loader picked the metric)
+    if feats and len(feats) > 1 or cand.kind in ("judge_drift",) or not feats:
+        moved = [g for g in reach if inp.other_features[g] > 3]
+        flat = [g for g in reach if inp.other_features[g] < 1]
+        if moved:
+            comp["other_features"] = min(4.0, sum(0.5 * (inp.other_features[g] - 2) ** 2 for g in moved) / 4)
+            ev.append(f"the same drop shows in {', '.join(moved)}, which this change also reaches")
+        elif flat and (feats and len(feats) > 1):
+            comp["other_features"] = -2.0
+            ev.append(f"{', '.join(flat)} also depend{'s' if len(flat) == 1 else ''} on it and did not drop")
 
 
 def _share_in(dec: Decomposition, cells: set[int]) -> tuple[float, float]:
@@ -704,6 +745,8 @@ def _judge_terms(inp: AttributionInput, ev: list[str], judge_only: bool, product
     if je is not None:
         drifted = getattr(je, "drifted", None)
         words = getattr(je, "words", None)
+        if isinstance(words, list | tuple):
+            words = "; ".join(str(w) for w in words[:2])
         if drifted:
             comp["calibration"] = 6.0
             ev.append(words if isinstance(words, str) and words else "the judge drifted on the calibration set")

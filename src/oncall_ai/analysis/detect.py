@@ -508,14 +508,17 @@ def refine_onset(fine: Cube, mu: dict[Cell, float], sigma2: float, phi: float, *
 
 
 def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,
-                    prior_strength: float = 20.0) -> tuple[float, float, int] | None:
+                    prior_strength: float = 20.0, scope: dict | None = None) -> tuple[float, float, int] | None:
     """Mix-adjusted change of a metric between two bucket windows: (z in the bad direction,
     delta of residual means, events after). Used for the other metrics of a feature (do user
     signals move with the judge?)."""
     ref = fit_reference(cube, *pre, prior_strength=prior_strength)
     if ref is None:
         return None
-    y, w = rate_residuals(cube, ref)
+    cells = cube.cells_where(scope) if scope else None
+    if cells == []:
+        return None
+    y, w = rate_residuals(cube, ref, cells)
     wa = sum(w[b] for b in range(*pre))
     wb = sum(w[b] for b in range(*post))
     if wa <= 0 or wb <= 0:

@@ -23,7 +23,7 @@ from oncall_ai.analysis.stats import t_cdf
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-MOVE_T = 3.0  # |t| on bucket means that counts as "moved"
+MOVE_T = 2.0  # |t| on bucket means that counts as "moved" (one pre-specified test at a known onset)
 MIN_BUCKETS = 3  # per side
 NEAR_ONSET_MS = 3 * HOUR_MS
 
@@ -250,7 +250,8 @@ def assess(feature: str, metric: str, *, verdict=None, judge_cells: list[Cell], 
             traffic direction is unknown, +0.10 the other way); halved when the judge was still in
             line in a calibration run after the onset
       +0.20 a new judge_id appeared in traffic in the window, +0.15 more within 3 h of the onset
-      +0.30 judge-only movement (checks and user signals flat), x0.4 when they moved too."""
+      +0.30 judge-only movement (checks and user signals flat), x0.4 when they moved too
+      x0.3  calibration found no drift and a calibration run after the onset agreed with the baseline."""
     from oncall_ai.timeutil import format_time
 
     ev = JudgeEvidence(feature=feature, metric=metric)
@@ -268,6 +269,7 @@ def assess(feature: str, metric: str, *, verdict=None, judge_cells: list[Cell], 
         ev.judge_only_movement = judge_only(jmove, other_moves)
 
     score = 0.0
+    clean_after_onset = False
     if verdict is not None and verdict.runs:
         latest = verdict.runs[-1]
         ev.calibration_bias, ev.bias_ci = latest.bias, latest.bias_ci
@@ -293,6 +295,11 @@ def assess(feature: str, metric: str, *, verdict=None, judge_cells: list[Cell], 
         else:
             words.append(f"calibration: no judge drift for {metric} "
                          f"({verdict.words[0] if verdict.words else 'runs agree with the baseline'})")
+            after = [r for r in verdict.runs if onset is not None and r.ts > onset and r.state in ("ok", "baseline")]
+            if after:
+                clean_after_onset = True
+                words.append(f"calibration run {after[-1].run_id} after the onset found the judge in line "
+                             "with its baseline")
     else:
         words.append(f"calibration: no calibration runs for {metric}; "
                      f"run `oncall-ai judge calibrate --metric {metric}` to check the judge against human labels")
@@ -319,8 +326,10 @@ def assess(feature: str, metric: str, *, verdict=None, judge_cells: list[Cell], 
         words.append(f"traffic: {metric} moved and so did {moved}: the product likely changed, not only the judge")
         score *= 0.4
     elif jmove is not None and jmove.t is not None and not jmove.worse:
-        words.append(f"traffic: {metric} did not get worse after {format_time(onset)} "
+        words.append(f"traffic: {metric} shows no significant drop after {format_time(onset)} "
                      f"({jmove.delta:+.3g}, t={jmove.t:+.1f})")
+    if clean_after_onset:
+        score *= 0.3
     ev.score = max(0.0, min(1.0, score))
     return ev
 

@@ -99,7 +99,8 @@ def list_cmd(
     if start >= end:
         raise UsageError("--since must be before --until")
     kinds = _kinds(kind)
-    cfg, cs = _collect(c, start=start, end=end, feature=feature, kinds=kinds, with_diffs=True)
+    # Diffs cost one `git show` per repo: read them only when they are shown.
+    cfg, cs = _collect(c, start=start, end=end, feature=feature, kinds=kinds, with_diffs=diff)
     if json_out:
         sys.stdout.write(json.dumps(changes_json(cs, cfg, at_ms=at_ms, with_diff=diff), ensure_ascii=False) + "\n")
     else:

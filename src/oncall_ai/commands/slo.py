@@ -59,7 +59,7 @@ def status(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, name
 
     c, cfg = _load(ctx, names)
     at_ms = resolve_at(at)
-    statuses = evaluate_all(c.store(), cfg, at_ms, names=names, details=True)
+    statuses = evaluate_all(c.store(create=False), cfg, at_ms, names=names, details=True)
     if json_out:
         _print_json(status_json(statuses, cfg, at_ms))
     else:
@@ -84,7 +84,7 @@ def check(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, names
 
         c, cfg = _load(ctx, names)
         at_ms = resolve_at(at)
-        store = c.store()
+        store = c.store(create=False)
         statuses = evaluate_all(store, cfg, at_ms, names=names)
         sends, notes = [], []
         if notify:
@@ -133,7 +133,7 @@ def export_prometheus(ctx: typer.Context, out: OutOpt = None, at: AtOpt = None) 
     c = get_context(ctx)
     cfg = c.config(required=False)
     at_ms = resolve_at(at)
-    _write(out, exposition(counter_rows(c.store(), cfg, at_ms), at_ms))
+    _write(out, exposition(counter_rows(c.store(create=False), cfg, at_ms), at_ms))
     return 0
 
 

@@ -31,10 +31,23 @@ SCENARIOS: dict[str, str] = {
     "none": "noise only: ordinary traffic, harmless commits, an unrelated recorded change",
 }
 
+# The hypothesis kind (CONTRACT.md section 5) each scenario plants; None: nothing to find.
+SCENARIO_KINDS: dict[str, str | None] = {
+    "prompt_change": "prompt_change",
+    "prompt_change_slice": "prompt_change",
+    "model_change": "model_change",
+    "provider_model_change": "provider_model_change",
+    "index_change": "index_change",
+    "index_change_recorded": "index_change",
+    "judge_drift": "judge_drift",
+    "input_shift": "input_shift",
+    "none": None,
+}
+
 if TYPE_CHECKING:
     from oncall_ai.demo.generator import SandboxInfo
 
-__all__ = ["SCENARIOS", "build_sandbox", "generate_sandbox", "ingest_sandbox", "SandboxInfo"]
+__all__ = ["SCENARIOS", "SCENARIO_KINDS", "build_sandbox", "generate_sandbox", "ingest_sandbox", "SandboxInfo"]
 
 
 def __getattr__(name: str):

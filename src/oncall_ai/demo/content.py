@@ -493,31 +493,50 @@ INPUTS = {
     },
 }
 
+# Responses by feature, quality level and language ("*": any language). Good answers are in the
+# request's language; a typical bad one answers a non-English request in English.
 OUTPUTS = {
     "summarizer": {
-        "good": ['{"title": "Summary", "bullets": ["Revenue up 8% (section 2)", "Hiring freeze lifted (section 4)", '
-                 '"Next review in January (section 6)"], "confidence": "high"}',
-                 '{"title": "Summary", "bullets": ["Root cause: expired certificate (timeline)", '
-                 '"Fix: automated renewal (actions)"], "confidence": "high"}'],
-        "fair": ['{"title": "Summary", "bullets": ["Several topics were discussed", "Some decisions were made"], '
-                 '"confidence": "medium"}'],
-        "bad": ['{"title": "Summary", "bullets": ["The document is about a meeting."], "confidence": "low"}',
-                '{"title": "Summary", "bullets": []}'],
+        "good": {
+            "en": ['{"title": "Summary", "bullets": ["Main decision and who owns it (section 2)", '
+                   '"Numbers and dates as stated (section 3)", "Open questions (section 5)"], "confidence": "high"}'],
+            "de": ['{"title": "Zusammenfassung", "bullets": ["Wichtigste Entscheidung (Abschnitt 2)", '
+                   '"Zahlen und Termine (Abschnitt 3)"], "confidence": "high"}'],
+            "fr": ['{"title": "Résumé", "bullets": ["Décision principale (section 2)", '
+                   '"Chiffres et dates (section 3)"], "confidence": "high"}'],
+            "es": ['{"title": "Resumen", "bullets": ["Decisión principal (sección 2)", '
+                   '"Cifras y fechas (sección 3)"], "confidence": "high"}'],
+            "ja": ['{"title": "要約", "bullets": ["主な決定事項（第2節）", "数値と日付（第3節）"], "confidence": "high"}'],
+        },
+        "fair": {"*": ['{"title": "Summary", "bullets": ["Several topics were discussed", "Some decisions were made"], '
+                       '"confidence": "medium"}']},
+        "bad": {"*": ['{"title": "Summary", "bullets": ["The document is about a meeting."], "confidence": "low"}',
+                      '{"title": "Summary", "bullets": []}']},
     },
     "support": {
-        "good": ["Go to Settings > API keys, click Rotate, then update your clients. Article: kb/1182.",
-                 "You were charged twice because of a failed retry; the duplicate is refunded automatically within 5 days (kb/204)."],
-        "fair": ["You can probably do this in the settings page. Let me know if it does not work."],
-        "bad": ["I'm sorry, I can't help with that.", "Please contact support."],
+        "good": {
+            "en": ["Here is how: open Settings, follow the steps in kb/1182 for your plan, and reply here if "
+                   "anything does not match what you see."],
+            "de": ["So geht's: Öffnen Sie die Einstellungen und folgen Sie den Schritten in kb/1182. "
+                   "Melden Sie sich gern, falls etwas nicht passt."],
+            "fr": ["Voici comment faire : ouvrez les Paramètres et suivez les étapes de kb/1182. "
+                   "Répondez-nous si quelque chose ne correspond pas."],
+            "es": ["Así se hace: abra Configuración y siga los pasos de kb/1182. Escríbanos si algo no coincide."],
+            "ja": ["設定画面を開き、kb/1182 の手順に従ってください。表示が異なる場合はご返信ください。"],
+        },
+        "fair": {"*": ["You can probably do this in the settings page. Let me know if it does not work."]},
+        "bad": {"*": ["I'm sorry, I can't help with that.", "Please contact support."]},
     },
     "search": {
-        "good": ["[kb/1182, kb/1190, kb/877, docs/api#keys, kb/12]", "[kb/204, kb/210, docs/billing#export, kb/88, kb/301]"],
-        "fair": ["[kb/877, kb/1182, blog/2023-07, kb/12, kb/90]"],
-        "bad": ["[blog/2021-03, kb/5, changelog/1.2, kb/999, forum/8812]"],
+        "good": {"*": ["[kb/1182, kb/1190, kb/877, docs/api#keys, kb/12]",
+                       "[kb/204, kb/210, docs/billing#export, kb/88, kb/301]"]},
+        "fair": {"*": ["[kb/877, kb/1182, blog/2023-07, kb/12, kb/90]"]},
+        "bad": {"*": ["[blog/2021-03, kb/5, changelog/1.2, kb/999, forum/8812]"]},
     },
 }
 
 
-def output_text(feature: str, score: int, pick: int) -> str:
-    bank = OUTPUTS[feature]["good" if score >= 4 else "fair" if score == 3 else "bad"]
+def output_text(feature: str, score: int, pick: int, language: str = "en") -> str:
+    levels = OUTPUTS[feature]["good" if score >= 4 else "fair" if score == 3 else "bad"]
+    bank = levels.get(language) or levels.get("*") or levels["en"]
     return bank[pick % len(bank)]

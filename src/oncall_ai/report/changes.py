@@ -38,8 +38,9 @@ def change_json(c, all_features: list[str], *, with_diff: bool) -> dict:
         "id": c.id,
         "kind": c.kind,
         "target": c.target,
-        "features": list(c.features) if c.features else list(all_features),
-        "all_features": not c.features,
+        "features": [] if c.no_footprint else (list(c.features) if c.features else list(all_features)),
+        "all_features": not c.features and not c.no_footprint,
+        "footprint": "none" if c.no_footprint else ("listed" if c.features else "all"),
         "at": format_time(c.at),
         "by": c.by,
         "summary": c.summary,
@@ -75,12 +76,10 @@ def changes_json(cs, cfg, *, at_ms: int, with_diff: bool, schema: str = SCHEMA) 
 # --- text -------------------------------------------------------------------------------------
 
 def _width() -> int:
-    try:
-        cols = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        cols = 0
-    if not cols:
-        cols = os.get_terminal_size().columns if color_enabled() else WIDTH
+    """80 columns, fewer on a narrower terminal ($COLUMNS wins)."""
+    import shutil
+
+    cols = shutil.get_terminal_size((WIDTH, 24)).columns
     return max(40, min(WIDTH, cols))
 
 
@@ -106,12 +105,15 @@ def _source_text(c, base_dir: Path | None) -> str:
 
 
 def _ramp_text(ev: dict) -> str | None:
+    """`share on new by hour from 2026-11-26 18:00Z: 5% 39% 100%` (up to the first full hour)."""
     ramp = ev.get("ramp") or []
     if len(ramp) < 2:
         return None
-    steps = " ".join(f"{round(s * 100)}%" for _, s in ramp[:10])
-    more = " ..." if len(ramp) > 10 else ""
-    return f"share on new by hour from {_short_time(ramp[0][0])}: {steps}{more}"
+    shares = [s for _, s in ramp]
+    done = next((i for i, s in enumerate(shares) if s >= 0.995), len(shares) - 1)
+    shown = shares[:min(done + 1, 8)]
+    more = " ..." if done + 1 > len(shown) else ""
+    return f"share on new by hour from {_short_time(ramp[0][0])}: {' '.join(f'{round(s * 100)}%' for s in shown)}{more}"
 
 
 def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool = False,
@@ -128,11 +130,15 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
     if c.provider_side:
         head.append("  [provider-side]", style="bold red")
     lines = [head]
-    for part in textwrap.wrap(c.summary or "", wrap) or [""]:
+    for part in textwrap.wrap(c.summary or "", wrap, break_on_hyphens=False) or [""]:
         if part:
             lines.append(Text(ind + part))
-    feats = ", ".join(c.features) if c.features else (
-        "every feature" + (f" ({', '.join(all_features)})" if all_features and len(all_features) <= 4 else ""))
+    if c.no_footprint:
+        feats = "none (nothing a configured feature uses)"
+    elif c.features:
+        feats = ", ".join(c.features)
+    else:
+        feats = "every feature" + (f" ({', '.join(all_features)})" if all_features and len(all_features) <= 4 else "")
     meta = [f"features: {feats}"]
     if c.by:
         by = f"by {c.by}"
@@ -141,13 +147,13 @@ def entry_lines(c, *, all_features: list[str], base_dir: Path | None, full: bool
         else:
             meta.append(by)
     for m in meta:
-        for part in textwrap.wrap(m, wrap):
+        for part in textwrap.wrap(m, wrap, break_on_hyphens=False):
             lines.append(Text(ind + part, style="dim"))
     lines.append(Text(ind + "source: " + _source_text(c, base_dir), style="dim"))
     for ev in c.details.get("seen_in_traffic") or ():
         msg = (f"seen in traffic: {ev.get('feature')} {ev.get('field')} {ev.get('from')} -> {ev.get('to')} "
                f"at {format_time(ev.get('at'))}")
-        for part in textwrap.wrap(msg, wrap):
+        for part in textwrap.wrap(msg, wrap, break_on_hyphens=False):
             lines.append(Text(ind + part))
         rt = _ramp_text(ev)
         if rt:
@@ -199,9 +205,21 @@ def diff_lines(diff: str) -> list[Text]:
     return out
 
 
+def _emit(lines: list) -> None:
+    """Styled lines on a colour terminal; plain text in one write otherwise (fast, pipe-friendly)."""
+    if color_enabled():
+        console = stdout_console()
+        for line in lines:
+            console.print(line, soft_wrap=True)
+    else:
+        import sys
+
+        sys.stdout.write("".join((t.plain if isinstance(t, Text) else str(t)) + "\n" for t in lines))
+        sys.stdout.flush()
+
+
 def print_timeline(cs, cfg, *, at_ms: int, with_diff: bool, feature: str | None = None,
                    kinds=None) -> None:
-    console = stdout_console()
     width = _width()
     all_features = sorted(cfg.features)
     span = format_duration(cs.end - cs.start) if cs.end > cs.start else "0s"
@@ -213,34 +231,31 @@ def print_timeline(cs, cfg, *, at_ms: int, with_diff: bool, feature: str | None 
     n = len(cs.changes)
     title = (f"Changes {format_time(cs.start)} .. {format_time(cs.end)} ({span})"
              f"{' for ' + ', '.join(scope) if scope else ''}: {n} change{'s' if n != 1 else ''}")
-    for part in textwrap.wrap(title, width):
-        console.print(Text(part, style="bold"), soft_wrap=True)
+    lines: list = [Text(part, style="bold") for part in textwrap.wrap(title, width, break_on_hyphens=False)]
     if not cs.changes:
-        console.print(Text("no changes found in this window" + (" (see the problems above/below)" if cs.problems else "")),
-                      soft_wrap=True)
+        lines.append(Text("no changes found in this window"
+                          + (" (some sources had problems: see stderr)" if cs.problems else "")))
     base = cfg.base_dir if getattr(cfg, "base_dir", None) else None
     for c in cs.changes:
-        console.print("", soft_wrap=True)
-        for line in entry_lines(c, all_features=all_features, base_dir=base, width=width):
-            console.print(line, soft_wrap=True)
+        lines.append(Text(""))
+        lines += entry_lines(c, all_features=all_features, base_dir=base, width=width)
         if with_diff and c.diff:
-            for line in diff_lines(c.diff):
-                console.print(line, soft_wrap=True)
+            lines += diff_lines(c.diff)
+    _emit(lines)
 
 
 def print_change(changes, cfg) -> None:
-    console = stdout_console()
     width = _width()
     base = cfg.base_dir if getattr(cfg, "base_dir", None) else None
+    lines: list = []
     for i, c in enumerate(changes):
         if i:
-            console.print("", soft_wrap=True)
-        for line in entry_lines(c, all_features=sorted(cfg.features), base_dir=base, full=True, width=width):
-            console.print(line, soft_wrap=True)
+            lines.append(Text(""))
+        lines += entry_lines(c, all_features=sorted(cfg.features), base_dir=base, full=True, width=width)
         if c.diff:
-            console.print("", soft_wrap=True)
-            for line in diff_lines(c.diff):
-                console.print(line, soft_wrap=True)
+            lines.append(Text(""))
+            lines += diff_lines(c.diff)
+    _emit(lines)
 
 
 def print_problems(cs) -> None:

@@ -65,9 +65,10 @@ def render_drift(findings: list[dict]) -> None:
                       markup=False, highlight=False)
             con.print("  judges: " + "; ".join(f"{short} {jid}" for jid, short in judges.items()),
                       markup=False, highlight=False)
-            con.print("  bias = judge - human (±: half of the 95% CI); Δ baseline = paired shift vs the baseline "
-                      "run on the same items; FB/FG = judge false-bad/false-good at the good threshold",
-                      markup=False, highlight=False)
+            conf = f.get("confidence") or 0.99
+            con.print(f"  bias = judge - human (± half its 95% CI); Δ baseline = paired shift vs the baseline run on "
+                      f"the same items (± half its {conf:.0%} CI); FB/FG = judge false-bad/false-good rates at the "
+                      "good threshold", markup=False, highlight=False)
         for w in f.get("evidence") or []:
             con.print(f"  - {w}", highlight=False, markup=False)
         for ev in f.get("traffic") or []:
@@ -80,6 +81,7 @@ def render_drift(findings: list[dict]) -> None:
                           f"{(j['first_seen'] or '')[:16]}..{(j['last_seen'] or '')[:16]}{hist}",
                           markup=False, highlight=False)
             for w in ev.get("evidence") or []:
-                if not w.startswith("calibration:"):
+                # calibration words are printed above; per-judge means are in the judge lines
+                if not w.startswith("calibration:") and "(n=" not in w:
                     con.print(f"    - {w}", markup=False, highlight=False)
         con.print()

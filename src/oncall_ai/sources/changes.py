@@ -82,6 +82,8 @@ class _Footprints:
                         self._metric_features[s.metric].add(s.feature)
                 except OncallError as e:
                     self.cs.problem(f"store: {e.message}", e.exit_code)
+                except Exception as e:  # judge footprints fall back to every feature
+                    self.cs.problem(f"store: series not read: {type(e).__name__}: {e}", 2)
         return self._metric_features
 
     def judge(self, metric: str) -> tuple[str, ...]:
@@ -89,6 +91,8 @@ class _Footprints:
 
     def for_file(self, which: str, key: str) -> tuple[tuple[str, ...], bool]:
         feats = self.cfg.features
+        if not feats and which != "judges":  # no features configured: the footprint is unknown
+            return (), True
         if which == "pins":
             found = sorted(n for n, f in feats.items() if pin_key(f) == key)
             return tuple(found), bool(found)
@@ -138,6 +142,10 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     """
     if feature is not None and cfg.features and feature not in cfg.features:
         raise UsageError(f"unknown feature {feature!r}; configured: {', '.join(sorted(cfg.features))}")
+    if cfg is None:  # no configuration: nothing to read (triage can run on a bare store)
+        cs = ChangeSet(start=start_ms, end=end_ms)
+        cs.notes.append("no configuration: no prompt repo, pins, indexes or judges to read")
+        return cs
     kinds = set(kinds) if kinds else None
     if kinds:
         bad = kinds - set(CHANGE_KINDS)
@@ -154,16 +162,32 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     rubrics: dict[str, set[str]] = defaultdict(set)
     platform_paths: dict[str, list[str]] = defaultdict(list)  # resolved repo -> files
     current: dict[str, dict] = {}
+    by_repo: dict[str, list[str]] = defaultdict(list)  # one git log/show per repo for all its files
     for which in ("judges", "pins", "indexes"):
         rf = getattr(cfg, which)
-        if rf is None:
-            continue
-        repo = _open(repos, rf.repo, f"{which}.repo", cs)
+        if rf is not None:
+            by_repo[str(Path(rf.repo).resolve())].append(which)
+    for whiches in by_repo.values():
+        rf0 = getattr(cfg, whiches[0])
+        repo = _open(repos, rf0.repo, f"{whiches[0]}.repo", cs)
         if repo is None:
+            for which in whiches[1:]:  # the same repo under another key: name that key too
+                rf = getattr(cfg, which)
+                cs.problem(f"{which}.repo: {rf.repo} cannot be read (see {whiches[0]}.repo)", 2)
             continue
-        platform_paths[str(Path(rf.repo).resolve())].append(rf.file)
-        _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
-                  rubrics, current)
+        window = _platform_window(cs, cfg, repo, whiches, start_ms, end_ms, with_diffs, only_sha)
+        if window is None:
+            continue
+        for which in whiches:
+            rf = getattr(cfg, which)
+            platform_paths[str(Path(rf.repo).resolve())].append(rf.file)
+            _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
+                      rubrics, current, window)
+        if not _same_repo(rf0.repo, cfg.prompt_repo):  # the prompt repo lists its own commits
+            from oncall_ai.sources.platform_files import other_changes
+
+            for c in other_changes(rf0.repo, window, [getattr(cfg, w).file for w in whiches]):
+                (found if c.at >= start_ms else link_only).append(c)
 
     # 2. the prompt repo
     if cfg.prompt_repo is not None:
@@ -184,6 +208,9 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
         except OncallError as e:
             cs.problem(f"store {getattr(store, 'url', '')}: recorded changes not read: {e.message}", e.exit_code)
             recorded = []
+        except Exception as e:  # a store failure we did not foresee: keep the git sources
+            cs.problem(f"store {getattr(store, 'url', '')}: recorded changes not read: {type(e).__name__}: {e}", 2)
+            recorded = []
         found += [c for c in recorded if c.at >= start_ms]
         link_only += [c for c in recorded if c.at < start_ms]
         if traffic:
@@ -198,26 +225,49 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     return cs
 
 
-def _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
-              rubrics, current):
+def _platform_window(cs, cfg, repo, whiches, start_ms, end_ms, with_diffs, only_sha):
     from oncall_ai.sources.gitutil import shallow_problem
-    from oncall_ai.sources.platform_files import platform_changes, read_version
+    from oncall_ai.sources.platform_files import read_repo_window
 
-    what = f"{which}.repo"
+    what = f"{whiches[0]}.repo"
+    rf0 = getattr(cfg, whiches[0])
     try:
         shallow = shallow_problem(repo, start_ms, what)
         if shallow:
             cs.problem(shallow, 1)
-        lag = LINK_LAG_MS if which in ("pins", "indexes") and not only_sha else 0
+        lag = 0 if only_sha else LINK_LAG_MS
+        return read_repo_window(repo, [getattr(cfg, w).file for w in whiches], start_ms - lag, end_ms,
+                                with_diffs=with_diffs, only_sha=only_sha)
+    except OncallError as e:
+        cs.problem(e.message, e.exit_code)
+    except Exception as e:  # git failed in a way we did not foresee: keep the other sources
+        cs.problem(f"{what}: cannot read git repo {rf0.repo}: {_git_error(e)}", 2)
+    return None
+
+
+def _git_error(e: Exception) -> str:
+    stderr = getattr(e, "stderr", None)
+    if stderr:
+        return " ".join(str(stderr).split())[:300]
+    return str(e)
+
+
+def _platform(cs, repo, rf, which, start_ms, end_ms, fp, with_diffs, only_sha, found, link_only,
+              rubrics, current, window):
+    from oncall_ai.sources.platform_files import platform_changes, read_version
+
+    try:
+        lag = 0 if only_sha else LINK_LAG_MS
         res = platform_changes(repo, rf.repo, which, rf.file, start_ms - lag, end_ms,
                                footprint=lambda key: fp.for_file(which, key),
-                               with_diffs=with_diffs, only_sha=only_sha, read_head=False)
-        head = read_version(repo, "HEAD", rf.file, f"{rf.repo}/{rf.file} (HEAD)")
+                               with_diffs=with_diffs, only_sha=only_sha, window=window,
+                               report_from_ms=start_ms)
+        head = read_version(repo, "HEAD", rf.file, f"{which} file {rf.repo}/{rf.file} (HEAD)")
     except OncallError as e:
         cs.problem(e.message, e.exit_code)
         return
     except Exception as e:  # git failed in a way we did not foresee: keep the other sources
-        cs.problem(f"{which} file {rf.repo}/{rf.file}: cannot read: {e}", 1)
+        cs.problem(f"{which} file {rf.repo}/{rf.file}: cannot read: {_git_error(e)}", 1)
         return
     for p in res.problems:
         cs.problem(p, 1)
@@ -300,6 +350,9 @@ def _traffic(cs, cfg, store, start_ms, end_ms, found, link_only, current, repos)
     except OncallError as e:
         cs.problem(f"store: traffic versions not read: {e.message}", e.exit_code)
         return found
+    except Exception as e:  # a store failure we did not foresee: keep the other sources
+        cs.problem(f"store {getattr(store, 'url', '')}: traffic versions not read: {type(e).__name__}: {e}", 2)
+        return found
     pool = found + link_only
     linked: dict[int, list[dict]] = defaultdict(list)  # index in pool -> evidence
     unexplained = []
@@ -317,6 +370,15 @@ def _traffic(cs, cfg, store, start_ms, end_ms, found, link_only, current, repos)
     return found
 
 
+def _names_sha(version: str | None, sha: str) -> bool:
+    """A version string that carries a commit's (abbreviated) sha: `rubric-dc7d39a`, `54d9c0c1`."""
+    if not version or len(sha) != 40:
+        return False
+    import re
+
+    return any(len(tok) >= 7 and sha.startswith(tok) for tok in re.split(r"[^0-9a-f]+", version.lower()))
+
+
 def _explaining_change(cfg, sw, pool) -> int | None:
     def affects(c):
         if c.details.get("recorded"):
@@ -331,7 +393,7 @@ def _explaining_change(cfg, sw, pool) -> int | None:
     elif sw.field == "prompt_version":
         v = sw.new.lower()
         by_sha = [c for c in pool if c.kind == "prompt" and len(v) >= 4
-                  and (c.id.startswith(v) or (c.to_value or "").lower() == v)]
+                  and (c.id.startswith(v) or (c.to_value or "").lower() == v or _names_sha(v, c.id))]
         if by_sha:
             return idx[id(by_sha[0])]
         cands = [c for c in pool if c.kind == "prompt" and c.details.get("recorded") and affects(c)]
@@ -340,10 +402,13 @@ def _explaining_change(cfg, sw, pool) -> int | None:
         indexes = set(cfg.features[sw.feature].indexes) if sw.feature in cfg.features else set()
         cands = [c for c in pool if c.kind == "index" and (c.target in indexes or affects(c))]
         hit = _pick(sw, cands, lambda c: (c.to_value or "") == sw.new)
-    else:  # judge_id
+    else:  # judge_id: a judge change for that metric (rubric commit, judges.yaml, recorded)
         cands = [c for c in pool if c.kind == "judge" and (c.target == sw.metric or c.details.get("recorded"))
                  and (c.affects(sw.feature) or c.target == sw.metric)]
-        hit = _pick(sw, cands, lambda c: _names_match(c.to_value, sw.new))
+        named = [c for c in cands if _names_sha(sw.new, c.id)]
+        if named:
+            return idx[id(named[0])]
+        hit = _pick(sw, cands, lambda c: _names_match(c.to_value, sw.new) or c.target == sw.metric)
     return idx[id(hit)] if hit is not None else None
 
 

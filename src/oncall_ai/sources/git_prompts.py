@@ -6,8 +6,8 @@ changes, not prompt changes.
 
 Every commit on HEAD's first-parent line whose committer time is in [start, end) is reported, also
 when it touches no feature's globs: harmless commits are candidates too, not noise to hide (those
-have an empty footprint, `features == ()`, which means "every feature", and `details["owned"]`
-False). A merge is one change, diffed against the branch it landed on.
+have `details["owned"]` False and no footprint, `details["footprint"] == "none"`: they affect no
+configured feature). A merge is one change, diffed against the branch it landed on.
 
 Cost: one `git log --since/--until --name-status` process for the window plus one `git show` for
 the diffs of the commits found, whatever the size of the history.
@@ -174,6 +174,8 @@ def prompt_changes(repo, repo_path: Path, features: dict, start_ms: int, end_ms:
             details["owned"] = bool(feats)
             if not feats:
                 details["unowned_paths"] = list(paths)
+                if features:  # with features configured, a file none of them owns affects none
+                    details["footprint"] = "none"
             target = (owned_paths or paths)[0]
             summary = c.subject
             if len(paths) > 1:

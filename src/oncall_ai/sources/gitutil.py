@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from oncall_ai.errors import ConfigError
+from oncall_ai.errors import ConfigError, DataError
 from oncall_ai.timeutil import format_time
 
 # Options that make `git log`/`git show` output independent of the user's git config
@@ -76,17 +76,24 @@ def open_repo(path: Path | None, what: str):
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ConfigError(f"{what}: {p} is not a git repo (no .git)",
                           hint=f"point `{what}` at the top folder of a git clone") from None
-    try:
-        repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")
-    except git.GitCommandError:
-        raise ConfigError(f"{what}: {p} is a git repo without any commit on HEAD") from None
     return repo
 
 
 def git_text(repo, *args: str) -> str:
-    """Run one git command and return its stdout as text (undecodable bytes replaced)."""
-    out = repo.git.execute(["git", "-c", "core.quotePath=false", *args],
-                           stdout_as_string=False, strip_newline_in_stdout=False)
+    """Run one git command and return its stdout as text (undecodable bytes replaced). A repo
+    without commits is a DataError naming it."""
+    import git
+
+    try:
+        out = repo.git.execute(["git", "-c", "core.quotePath=false", *args],
+                               stdout_as_string=False, strip_newline_in_stdout=False)
+    except git.GitCommandError as e:
+        err = str(e.stderr or "")
+        if "does not have any commits" in err or "bad default revision 'HEAD'" in err or (
+                "ambiguous argument 'HEAD'" in err):
+            where = repo.working_tree_dir or repo.git_dir
+            raise DataError(f"{where}: the git repo has no commits yet") from None
+        raise
     return out.decode("utf-8", errors="replace")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oncall_ai.model import Change
-from oncall_ai.sources.gitutil import cap_diff, log_commits, show_patches
+from oncall_ai.sources.gitutil import CommitInfo, cap_diff, log_commits, patch_for_paths, show_patches
 from oncall_ai.timeutil import format_time
 
 # config key -> Change.kind
@@ -160,21 +160,76 @@ def rollback_command(which: str, key: str, sha: str) -> str | None:
     return None  # judges: no rollback verb for judge configs (yet)
 
 
+@dataclass
+class RepoWindow:
+    """The commits of a window that touch any of a repo's platform files, read once for all of them
+    (one `git log`, one `git show`) when pins, indexes and judges share a repo."""
+
+    commits: list[CommitInfo]  # newest first; files limited to the platform files
+    patches: dict[str, str] | None  # sha -> patch of the platform files (None: diffs not read)
+
+
+def scope_paths(files: list[str]) -> list[str] | None:
+    """The folders the platform files live in (None: the whole repo, for files at its top): commits
+    touching anything there are listed too, so a repo's harmless commits (a README) show up without
+    flooding the timeline with a whole infra monorepo."""
+    folders = set()
+    for f in files:
+        parent = f.replace("\\", "/").rsplit("/", 1)[0] if "/" in f else ""
+        if not parent:
+            return None
+        folders.add(parent)
+    return sorted(folders)
+
+
+def read_repo_window(repo, files: list[str], start_ms: int, end_ms: int, *, with_diffs: bool = True,
+                     only_sha: str | None = None) -> RepoWindow:
+    commits = log_commits(repo, start_ms, end_ms, paths=scope_paths(files), name_status=True)
+    if only_sha:
+        commits = [c for c in commits if c.sha == only_sha]
+    patches = show_patches(repo, [c.sha for c in commits], scope_paths(files)) if with_diffs else None
+    return RepoWindow(commits, patches)
+
+
+def other_changes(repo_path: Path, window: RepoWindow, files: list[str]) -> list[Change]:
+    """Commits in the platform files' folders that touch none of them (a README, an unrelated
+    config): listed as kind "config" with no footprint, so that every commit shows up."""
+    out = []
+    platform = set(files)
+    for c in reversed(window.commits):
+        paths = [p for f in c.files for p in f.all_paths]
+        if not paths or platform & set(paths):
+            continue
+        diff = cap_diff(patch_for_paths(window.patches.get(c.sha, ""), set(paths))) or None \
+            if window.patches is not None else None
+        out.append(Change(
+            id=c.sha, kind="config", target=paths[0], features=(), at=c.at, by=c.by,
+            summary=f"{c.subject} (no pins, indexes or judges file)", source=f"git:{repo_path}",
+            rollback=None, diff=diff, paths=tuple(paths),
+            details={"subject": c.subject, "message": c.message, "authored_at": c.authored_at,
+                     "footprint": "none", "files": [[f.status, f.path] for f in c.files]}))
+    return out
+
+
 def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int, end_ms: int, *,
                      footprint: Callable[[str], tuple[tuple[str, ...], bool]],
                      with_diffs: bool = True, only_sha: str | None = None,
-                     read_head: bool = False) -> PlatformResult:
+                     read_head: bool = False, window: RepoWindow | None = None,
+                     report_from_ms: int | None = None) -> PlatformResult:
     """Key-level changes of one platform file in [start, end).
 
     which: "pins", "indexes" or "judges". footprint(key) -> (features, mapped): the features that
     use the key, and whether any configured feature does (unmapped keys get `()`: every feature).
+    window: the repo's commits already read by read_repo_window (else they are read here).
+    report_from_ms: commits before it are read (as changes, e.g. to explain a traffic switch) but
+    their parse problems are not reported.
     """
     kind = FILE_KINDS[which]
     result = PlatformResult()
     label = f"{which} file {repo_path}/{file}"
-    commits = log_commits(repo, start_ms, end_ms, paths=[file], name_status=False)
-    if only_sha:
-        commits = [c for c in commits if c.sha == only_sha]
+    if window is None:
+        window = read_repo_window(repo, [file], start_ms, end_ms, with_diffs=with_diffs, only_sha=only_sha)
+    commits = [c for c in window.commits if any(file in f.all_paths for f in c.files)]
     commits.reverse()  # oldest first
 
     if read_head:
@@ -197,18 +252,19 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
     if last_good:
         result.versions.append(last_good)
 
-    patches = show_patches(repo, [c.sha for c in commits], [file]) if with_diffs else {}
+    patches = {sha: patch_for_paths(p, {file}) for sha, p in (window.patches or {}).items()}
     source = f"git:{repo_path}"
     for c in commits:
         where = f"{which} file {repo_path}/{file} at commit {c.sha[:12]}"
         v = read_version(repo, c.sha, file, where)
-        diff = cap_diff(patches.get(c.sha, "")) or None if with_diffs else None
+        diff = (cap_diff(patches.get(c.sha, "")) or None) if window.patches is not None else None
         details = {"subject": c.subject, "message": c.message, "file": file, "which": which,
                    "authored_at": c.authored_at}
-        if v.error:
+        if v.error and (report_from_ms is None or c.at >= report_from_ms):
             result.problems.append(
                 f"{v.error} (committed {format_time(c.at)} by {c.by}); that version is skipped and "
                 f"the next one is compared with the last version that parsed")
+        if v.error:
             result.changes.append(Change(
                 id=c.sha, kind=kind, target=file, features=(), at=c.at, by=c.by,
                 summary=f"{file} no longer parses: {v.error.split(': ', 1)[-1]}", source=source,
@@ -225,7 +281,7 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
                 id=c.sha, kind=kind, target=file, features=(), at=c.at, by=c.by,
                 summary=f"{file}: {what} ({c.subject})" if c.subject else f"{file}: {what}",
                 source=source, rollback=None, diff=diff, paths=(file,),
-                details={**details, "keys": []}))
+                details={**details, "keys": [], "footprint": "none"}))
         for key, lines in moved:
             feats, mapped = footprint(key)
             summary = "; ".join(lines)
@@ -239,6 +295,7 @@ def platform_changes(repo, repo_path: Path, which: str, file: str, start_ms: int
                 from_value=entry_value(which, old_entry) if key in last_good else None,
                 to_value=entry_value(which, new_entry) if key in new else None,
                 diff=diff, paths=(file,),
-                details={**details, "keys": lines, "mapped": mapped}))
+                details={**details, "keys": lines, "mapped": mapped,
+                         **({} if mapped or feats else {"footprint": "none"})}))
         last_good = new
     return result

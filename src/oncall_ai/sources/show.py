@@ -101,7 +101,8 @@ def _find_traffic(cfg, store, change_id: str) -> ChangeSet | None:
         at = int(parts[1])
     except (IndexError, ValueError):
         return None
-    cs = collect_changes(cfg, store, at - HOUR_MS, at + HOUR_MS, with_diffs=True)
+    # The same hours around the switch as `changes list` saw (the refinement reads them all).
+    cs = collect_changes(cfg, store, at - HOUR_MS, at + 3 * HOUR_MS, with_diffs=True)
     hits = cs.by_id(change_id)
     if not hits:
         prefix = parts[0] + ":"

@@ -38,6 +38,7 @@ codecs at table creation (19.x and later).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -76,8 +77,14 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def _rule_parts(rule) -> tuple[str, float]:
-    return ("", 0.0) if rule is None else (rule.op, float(rule.threshold))
+# A good rule is stored as (op code, threshold): fixed-size columns keep the rollup view's GROUP BY
+# on ClickHouse's fast fixed-key path. 0 means "no rule".
+_OP_CODES = {">=": 1, ">": 2, "<=": 3, "<": 4, "==": 5, "!=": 6}
+_OP_OF_CODE = {v: k for k, v in _OP_CODES.items()}
+
+
+def _rule_parts(rule) -> tuple[int, float]:
+    return (0, 0.0) if rule is None else (_OP_CODES[rule.op], float(rule.threshold))
 
 
 def _rule_sql(rule, column: str = "value") -> str:
@@ -87,10 +94,15 @@ def _rule_sql(rule, column: str = "value") -> str:
 
 # The good flag of one event from the rule it was stored with: used by the rollup view.
 _GOOD_FROM_ROW = (
-    "multiIf(good_op = '>=', value >= good_threshold, good_op = '>', value > good_threshold, "
-    "good_op = '<=', value <= good_threshold, good_op = '<', value < good_threshold, "
-    "good_op = '==', value = good_threshold, good_op = '!=', value != good_threshold, 0)"
+    "multiIf(good_op = 1, value >= good_threshold, good_op = 2, value > good_threshold, "
+    "good_op = 3, value <= good_threshold, good_op = 4, value < good_threshold, "
+    "good_op = 5, value = good_threshold, good_op = 6, value != good_threshold, 0)"
 )
+
+
+def feature_metric_id(feature: str, metric: str) -> int:
+    """The events table's leading sort key: a 63-bit hash of (feature, metric)."""
+    return int.from_bytes(hashlib.blake2b(orjson.dumps([feature, metric]), digest_size=8).digest(), "big") & _MASK63
 
 
 def series_id(key: tuple) -> int:
@@ -112,13 +124,13 @@ def _m001_create_events(db: str, v: tuple[int, ...]) -> list[str]:
             model_id String, prompt_version String, index_version String, judge_id String
         ) ENGINE = ReplacingMergeTree() ORDER BY id""",
         f"""CREATE TABLE IF NOT EXISTS {db}.events (
-            id Int64, series_id UInt64, ts Int64{ts_codec}, value Float64,
-            good_op String, good_threshold Float64,
+            fm UInt64, id Int64, series_id UInt64, ts Int64{ts_codec}, value Float64,
+            good_op UInt8, good_threshold Float64,
             request_id Nullable(String), sample_rate Nullable(Float64),
             input Nullable(String){text_codec}, output Nullable(String){text_codec}
-        ) ENGINE = MergeTree() PARTITION BY {month.format(col='ts')} ORDER BY (series_id, ts)""",
+        ) ENGINE = MergeTree() PARTITION BY {month.format(col='ts')} ORDER BY (fm, ts)""",
         f"""CREATE TABLE IF NOT EXISTS {db}.rollup_1h (
-            series_id UInt64, hour Int64, good_op String, good_threshold Float64,
+            series_id UInt64, hour Int64, good_op UInt8, good_threshold Float64,
             n UInt64, total Float64, total_sq Float64, good UInt64
         ) ENGINE = SummingMergeTree() PARTITION BY {month.format(col='hour')}
           ORDER BY (series_id, hour, good_op, good_threshold)""",
@@ -184,7 +196,7 @@ def _col_strings(values: Sequence[str]) -> bytes:
 
 def _col_nullable_strings(values: Sequence[str | None]) -> bytes:
     n = len(values)
-    if all(v is None for v in values):
+    if values.count(None) == n:
         return b"\x01" * n + b"\x00" * n
     nulls = bytes([v is None for v in values])
     return nulls + b"".join([b"\x00" if v is None else _enc_str(v) for v in values])
@@ -192,7 +204,7 @@ def _col_nullable_strings(values: Sequence[str | None]) -> bytes:
 
 def _col_nullable_floats(values: Sequence[float | None]) -> bytes:
     n = len(values)
-    if all(v is None for v in values):
+    if values.count(None) == n:
         return b"\x01" * n + b"\x00" * (8 * n)
     nulls = bytes([v is None for v in values])
     return nulls + _fixed("d", [0.0 if v is None else v for v in values])
@@ -224,16 +236,16 @@ class HttpTransport:
     def run(self, sql: str, *, data: bytes | None = None,
             external: dict[str, tuple[str, bytes]] | None = None) -> bytes:
         """Run one statement. `data` is the body of an INSERT ... FORMAT; `external` maps a table
-        name to (structure, TabSeparated bytes) for `IN name`."""
+        name to (structure, bytes[, format]) for `IN name` (format TabSeparated unless given)."""
         httpx = self._httpx
         params = {"output_format_json_quote_64bit_integers": "0"}
         try:
             if external:
                 params["query"] = sql
                 files = {}
-                for name, (structure, body) in external.items():
+                for name, (structure, body, *fmt) in external.items():
                     params[f"{name}_structure"] = structure
-                    params[f"{name}_format"] = "TabSeparated"
+                    params[f"{name}_format"] = fmt[0] if fmt else "TabSeparated"
                     files[name] = (name, body)
                 resp = self.client.post("/", params=params, files=files)
             elif data is not None:
@@ -331,6 +343,10 @@ def _section(config) -> dict:
 
 
 class ClickHouseStore(Store):
+    # ClickHouse wants few large inserts (each INSERT is a part that merges later): writers that
+    # batch (ingest, importers) may use this instead of their default batch size.
+    ingest_batch_rows = 200_000
+
     def __init__(self, url: str, *, config=None, transport=None, create: bool = True):  # noqa: ARG002
         base, self.url, self.database, url_user, url_password = parse_url(url)
         opts = _section(config)
@@ -466,24 +482,70 @@ class ClickHouseStore(Store):
     def write_events(self, rows: Sequence[tuple], good_rules: dict) -> int:
         if not rows:
             return 0
-        by_id = {}
-        for r in rows:
-            by_id.setdefault(r[0], r)
-        batch = list(by_id.values())
-        # Series of this batch: ids by hash, rule stamp by metric.
-        meta: dict[tuple, tuple[int, bytes, float]] = {}
-        for key in {r[1] for r in batch}:
+        # Bulk work on hundreds of thousands of acyclic tuples: the cyclic garbage collector
+        # would only rescan them over and over (it costs as much as the insert itself).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            total = 0
+            for i in range(0, len(rows), _INSERT_ROWS_MAX):
+                total += self._write_chunk(rows[i:i + _INSERT_ROWS_MAX], good_rules)
+            return total
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _write_chunk(self, rows: Sequence[tuple], good_rules: dict) -> int:
+        cols = list(zip(*rows, strict=True))
+        if len(set(cols[0])) != len(rows):  # an id twice in one batch: keep the first
+            first = {}
+            for r in rows:
+                first.setdefault(r[0], r)
+            cols = list(zip(*first.values(), strict=True))
+        # Series keys arrive as a few thousand distinct tuples repeated: resolve each distinct
+        # object once (hashing a nested tuple per row would cost more than the rest).
+        obj_ids = list(map(id, cols[1]))
+        objs = dict(zip(obj_ids, cols[1], strict=True))
+        sid_of, fm_of, op_of, thr_of = {}, {}, {}, {}
+        keys_by_sid = {}
+        for oid, key in objs.items():
+            sid = series_id(key)
+            fm_of[oid] = feature_metric_id(key[0], key[1])
             op, thr = _rule_parts(good_rules.get(key[1]))
-            meta[key] = (series_id(key), _enc_str(op), thr)
+            sid_of[oid], op_of[oid], thr_of[oid] = sid, op, thr
+            keys_by_sid[sid] = key
         if self._series_ids is None:
             self._series_ids = {int(r[0]) for r in self._rows(f"SELECT DISTINCT id FROM {self.db}.series")}
-        new_series = [(k, m[0]) for k, m in meta.items() if m[0] not in self._series_ids]
+        new_series = [(k, sid) for sid, k in keys_by_sid.items() if sid not in self._series_ids]
         if new_series:
             self._insert_series(new_series)
-        total = 0
-        for i in range(0, len(batch), _INSERT_ROWS_MAX):
-            total += self._write_chunk(batch[i:i + _INSERT_ROWS_MAX], meta)
-        return total
+        sids = list(map(sid_of.__getitem__, obj_ids))
+        existing = self._existing_ids(cols[0], sorted(set(fm_of.values())), cols[2])
+        if existing:
+            keep = [i for i, h in enumerate(cols[0]) if h not in existing]
+            if not keep:
+                return 0
+            cols = [[c[i] for i in keep] for c in cols]
+            obj_ids = [obj_ids[i] for i in keep]
+            sids = [sids[i] for i in keep]
+        ids, _, tss, values, request_ids, sample_rates, inputs, outputs = cols
+        n = len(ids)
+        block = native_block(n, [
+            ("fm", "UInt64", _fixed("Q", map(fm_of.__getitem__, obj_ids))),
+            ("id", "Int64", _fixed("q", ids)),
+            ("series_id", "UInt64", _fixed("Q", sids)),
+            ("ts", "Int64", _fixed("q", tss)),
+            ("value", "Float64", _fixed("d", values)),
+            ("good_op", "UInt8", bytes(map(op_of.__getitem__, obj_ids))),
+            ("good_threshold", "Float64", _fixed("d", map(thr_of.__getitem__, obj_ids))),
+            ("request_id", "Nullable(String)", _col_nullable_strings(request_ids)),
+            ("sample_rate", "Nullable(Float64)", _col_nullable_floats(sample_rates)),
+            ("input", "Nullable(String)", _col_nullable_strings(inputs)),
+            ("output", "Nullable(String)", _col_nullable_strings(outputs)),
+        ])
+        self._exec(f"INSERT INTO {self.db}.events (fm, id, series_id, ts, value, good_op, good_threshold, request_id, "
+                   f"sample_rate, input, output) FORMAT Native", data=block)
+        return n
 
     def _insert_series(self, new: list[tuple[tuple, int]]) -> None:
         cols = list(zip(*[(sid, k[0], k[1], k[2], orjson.dumps(k[3]).decode(), k[4] or "", k[5] or "",
@@ -495,40 +557,15 @@ class ClickHouseStore(Store):
         self._series_ids.update(sid for _, sid in new)
         self._series_by_id = None
 
-    def _existing_ids(self, batch: list[tuple], meta: dict) -> set[int]:
-        sids = sorted({meta[r[1]][0] for r in batch})
-        ts = [r[2] for r in batch]
+    def _existing_ids(self, ids: Sequence[int], fms: list[int], tss: Sequence[int]) -> set[int]:
+        """Ids of this batch already stored: looked up among the batch's features/metrics and time
+        range only, which the primary key (fm, ts) prunes to the granules the batch covers."""
         external: dict = {}
-        cond_series = self._in("series_id", sids, "UInt64", external)
-        external["_ids"] = ("id Int64", "\n".join([str(r[0]) for r in batch]).encode() + b"\n")
-        found = self._rows(f"SELECT id FROM {self.db}.events WHERE {cond_series} AND ts >= {min(ts)} "
-                           f"AND ts <= {max(ts)} AND id IN _ids", external=external)
+        cond_series = self._in("fm", fms, "UInt64", external)
+        external["_ids"] = ("id Int64", _fixed("q", ids), "RowBinary")
+        found = self._rows(f"SELECT id FROM {self.db}.events WHERE {cond_series} AND ts >= {min(tss)} "
+                           f"AND ts <= {max(tss)} AND id IN _ids", external=external)
         return {int(r[0]) for r in found}
-
-    def _write_chunk(self, batch: list[tuple], meta: dict) -> int:
-        existing = self._existing_ids(batch, meta)
-        if existing:
-            batch = [r for r in batch if r[0] not in existing]
-            if not batch:
-                return 0
-        ids, keys, tss, values, request_ids, sample_rates, inputs, outputs = zip(*batch, strict=True)
-        m = [meta[k] for k in keys]
-        n = len(batch)
-        block = native_block(n, [
-            ("id", "Int64", _fixed("q", ids)),
-            ("series_id", "UInt64", _fixed("Q", [x[0] for x in m])),
-            ("ts", "Int64", _fixed("q", tss)),
-            ("value", "Float64", _fixed("d", values)),
-            ("good_op", "String", b"".join([x[1] for x in m])),
-            ("good_threshold", "Float64", _fixed("d", [x[2] for x in m])),
-            ("request_id", "Nullable(String)", _col_nullable_strings(request_ids)),
-            ("sample_rate", "Nullable(Float64)", _col_nullable_floats(sample_rates)),
-            ("input", "Nullable(String)", _col_nullable_strings(inputs)),
-            ("output", "Nullable(String)", _col_nullable_strings(outputs)),
-        ])
-        self._exec(f"INSERT INTO {self.db}.events (id, series_id, ts, value, good_op, good_threshold, request_id, "
-                   f"sample_rate, input, output) FORMAT Native", data=block)
-        return n
 
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recount every hourly cell from raw events under the given rules (after the config's good
@@ -542,11 +579,11 @@ class ClickHouseStore(Store):
         for (op, thr), sids in by_rule.items():
             external: dict = {}
             cond = self._in("series_id", sids, "UInt64", external)
-            rule = None if not op else _RuleLike(op, thr)
+            rule = None if not op else _RuleLike(_OP_OF_CODE[op], thr)
             good = f"toUInt64(countIf({_rule_sql(rule)}))" if rule else "toUInt64(0)"
             self._exec(
                 f"INSERT INTO {self.db}.rollup_1h (series_id, hour, good_op, good_threshold, n, total, total_sq, good) "
-                f"SELECT series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS} AS hr, {lit(op)}, {_num(thr)}, count(), "
+                f"SELECT series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS} AS hr, {op}, {_num(thr)}, count(), "
                 f"sum(value), sum(value * value), {good} FROM {self.db}.events WHERE {cond} GROUP BY series_id, hr",
                 external=external or None)
         return int(self._rows(f"SELECT count() FROM (SELECT series_id, hour FROM {self.db}.rollup_1h "
@@ -584,9 +621,17 @@ class ClickHouseStore(Store):
         else:
             result[key] = agg
 
+    def _events_where(self, ids: list[int], external: dict) -> str:
+        """Series ids as a condition on `events` that its sort key (fm, ts) can use."""
+        by_id = self._series_lookup(ids)
+        fms = sorted({feature_metric_id(s.feature, s.metric) for i in ids if (s := by_id.get(i)) is not None})
+        if not fms:
+            return "0"
+        return f"{self._in('fm', fms, 'UInt64', external)} AND {self._in('series_id', ids, 'UInt64', external)}"
+
     def _agg_raw(self, ids, ranges, bucket_ms, good_rule, result) -> None:
         external: dict = {}
-        cond = self._in("series_id", ids, "UInt64", external)
+        cond = self._events_where(ids, external)
         window = " OR ".join(f"(ts >= {int(a)} AND ts < {int(b)})" for a, b in ranges)
         good = f"countIf({_rule_sql(good_rule)})" if good_rule is not None else "0"
         rows = self._rows(
@@ -609,7 +654,7 @@ class ClickHouseStore(Store):
                 self._merge(result, int(sid), None if bucket_ms is None else int(b), Agg(int(n), float(s), float(ss), None))
             return
         op, thr = _rule_parts(good_rule)
-        same = f"(good_op = {lit(op)} AND good_threshold = {_num(thr)})"
+        same = f"(good_op = {op} AND good_threshold = {_num(thr)})"
         # Per hour first: an hour holding cells of another rule is flagged and recounted from raw.
         rows = self._rows(
             f"SELECT series_id, {self._bucket('hr', bucket_ms)} AS bk, sum(cn), sum(ct), sum(cq), sum(cg), "
@@ -630,7 +675,8 @@ class ClickHouseStore(Store):
     def _recount_good(self, cells: list[tuple[int, int]], bucket_ms, good_rule, result) -> None:
         """Hours whose rollup cells were counted under another good rule: take `good` from raw
         events instead (the hour's good count from rule-matching cells was left out above)."""
-        same = (f"(good_op = {lit(_rule_parts(good_rule)[0])} AND good_threshold = {_num(_rule_parts(good_rule)[1])})")
+        op, thr = _rule_parts(good_rule)
+        same = f"(good_op = {op} AND good_threshold = {_num(thr)})"
         for i in range(0, len(cells), 500):
             chunk = cells[i:i + 500]
             pairs = ",".join(f"({s}, {h})" for s, h in chunk)
@@ -639,7 +685,7 @@ class ClickHouseStore(Store):
             hi = max(h for _, h in chunk) + HOUR_MS
             raw = self._rows(
                 f"SELECT series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS} AS hr, countIf({_rule_sql(good_rule)}) "
-                f"FROM {self.db}.events WHERE series_id IN ({','.join(map(str, sids))}) AND ts >= {lo} AND ts < {hi} "
+                f"FROM {self.db}.events WHERE {self._events_where(sids, {})} AND ts >= {lo} AND ts < {hi} "
                 f"AND (series_id, intDiv(ts, {HOUR_MS}) * {HOUR_MS}) IN ({pairs}) GROUP BY series_id, hr")
             counted = self._rows(
                 f"SELECT series_id, hour, sumIf(good, {same}) FROM {self.db}.rollup_1h "
@@ -666,7 +712,7 @@ class ClickHouseStore(Store):
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
         by_id = self._series_lookup(ids)
         external: dict = {}
-        cond = self._in("series_id", ids, "UInt64", external)
+        cond = self._events_where(ids, external)
         text = "input, output" if with_text else "NULL, NULL"
         sql = (f"SELECT id, series_id, ts, value, request_id, sample_rate, {text} FROM {self.db}.events "
                f"WHERE {cond} AND ts >= {int(start)} AND ts < {int(end)} ORDER BY {order_sql}")

@@ -169,6 +169,7 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
             if _pending_migrations(self.conn):
                 _apply_migrations(self.conn)
         except sqlite3.DatabaseError as e:
@@ -199,9 +200,12 @@ class SQLiteStore(Store):
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
+        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
         for r in self.conn.execute(sql + " ORDER BY id", args):
-            out.append(Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                              r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            sl = slices.get(r[4])
+            if sl is None:
+                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
         return out
 
     # --- writing ----------------------------------------------------------------------
@@ -449,8 +453,12 @@ class SQLiteStore(Store):
         if not ids or end <= start:
             return []
         self._use_series(ids)
-        wanted = set(ids)
-        by_id = {s.id: s for s in self.series() if s.id in wanted}
+        # Only the series asked for (loading every series per call made `slo check` slow).
+        by_id = {}
+        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
+                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
+            by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
+                                 r[5] or None, r[6] or None, r[7] or None, r[8] or None)
         order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
