@@ -11,7 +11,8 @@ Sections, each `{"status": "ok" | "not_configured" | "error", "note": ..., "item
 - borderline         eval slices flagged borderline: drops that are real or likely but do not page
                      (no paging SLO, no incident) found by the triage detector with a looser alpha
                      on coarse buckets, and slices whose SLI over an SLO's window burns close to or
-                     beyond its budget (95% lower bound of the burn >= `near_slo_burn`)
+                     beyond its budget (95% lower bound of the burn >= `near_slo_burn`) over the SLO's
+                     window, or the digest's window when that is shorter
 - judge              calibration runs in the window, the drift verdict per metric, judge changes
 - slos               SLO budget status at `at` (and alerts sent in the window)
 - incidents          incidents still open, and those resolved in the window, with their pending
@@ -272,26 +273,42 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
     return items, notes
 
 
-def _near_slo_slices(cfg, store, statuses, per_series: dict, st: DigestSettings) -> tuple[list[dict], list[str]]:
-    """Slices whose SLI over an SLO's window burns near or beyond its budget (the 95% lower bound of
-    the burn at least `near_slo_burn`), from the per-series counts the SLO evaluation read. An SLO
-    that burns that fast as a whole is listed once, not slice by slice."""
+def _near_slo_slices(cfg, store, statuses, at_ms: int, since_ms: int,
+                     st: DigestSettings) -> tuple[list[dict], list[str]]:
+    """Slices whose SLI burns an SLO's budget near or beyond its rate (the 95% lower bound of the
+    burn at least `near_slo_burn`), over the SLO's window or the digest's window when that is
+    shorter (a 30-day SLO is judged on the handoff's week). An SLO that burns that fast as a whole
+    is listed once, not slice by slice. Counted over whole hours (rollups only: one store call per
+    window length and metric)."""
     from oncall_ai.analysis.slo import Counts
     from oncall_ai.analysis.stats import wilson_lower
     from oncall_ai.slos import slo_series
 
     out, notes = [], []
-    all_series = {s.id: s for s in store.series()}
     status = {s.name: s for s in statuses}
+    end = at_ms - at_ms % HOUR_MS
+    by_pair: dict[tuple[str, str], list] = {}
+    series_of: dict[str, list] = {}
+    for slo in cfg.slos:
+        if (slo.feature, slo.metric) not in by_pair:
+            by_pair[(slo.feature, slo.metric)] = store.series(slo.feature, slo.metric)
+        series_of[slo.name] = slo_series(by_pair[(slo.feature, slo.metric)], slo)
+    window = {slo.name: min(slo.window_ms, at_ms - since_ms) for slo in cfg.slos}
+    counts: dict[tuple[int, str], dict] = {}
+    for w, metric in sorted({(window[slo.name], slo.metric) for slo in cfg.slos}):
+        ids = {s.id for slo in cfg.slos if (window[slo.name], slo.metric) == (w, metric) for s in series_of[slo.name]}
+        start = -(-(at_ms - w) // HOUR_MS) * HOUR_MS
+        aggs = store.aggregate(ids, start, end, good_rule=cfg.metric(metric).good) if ids and start < end else {}
+        counts[(w, metric)] = {sid: Counts(a.n, a.good or 0) for (sid, _b), a in aggs.items()}
+
     for slo in sorted(cfg.slos, key=lambda s: s.name):
-        counts = per_series.get((slo.window_ms, slo.metric)) or {}
-        series = slo_series(all_series.values(), slo)
+        per_series = counts.get((window[slo.name], slo.metric)) or {}
         budget = 1.0 - slo.objective
         fixed = {k for k, _ in slo.where}
         whole = Counts()
         cells: dict[tuple[str, str], Counts] = {}
-        for s in series:
-            c = counts.get(s.id)
+        for s in series_of[slo.name]:
+            c = per_series.get(s.id)
             if c is None or not c.n:
                 continue
             whole = whole + c
@@ -308,7 +325,8 @@ def _near_slo_slices(cfg, store, statuses, per_series: dict, st: DigestSettings)
                 return None
             return {"type": "near_slo", "slo": slo.name, "feature": slo.feature, "metric": slo.metric,
                     "slice": slice_, "sli": _r(c.good / c.n), "objective": slo.objective,
-                    "window": format_duration(slo.window_ms), "burn": _r((c.bad / c.n) / budget, 3),
+                    "window": format_duration(window[slo.name]), "slo_window": format_duration(slo.window_ms),
+                    "burn": _r((c.bad / c.n) / budget, 3),
                     "burn_lower": _r(lower, 3), "events": c.n,
                     "state": "beyond budget" if lower >= 1 else "near budget",
                     "slo_state": status[slo.name].state if slo.name in status else None}
@@ -360,12 +378,12 @@ def _judge_section(cfg, store, at_ms: int, since_ms: int, changes) -> dict:
 
 # --- SLOs ---------------------------------------------------------------------------------------
 
-def _slo_section(cfg, store, at_ms: int, since_ms: int, per_series: dict) -> tuple[dict, list]:
+def _slo_section(cfg, store, at_ms: int, since_ms: int) -> tuple[dict, list]:
     from oncall_ai.slos import evaluate_all
 
     if not cfg.slos:
         return _section("not_configured", "not configured: no `slos:` in the config"), []
-    statuses = evaluate_all(store, cfg, at_ms, per_series_out=per_series)
+    statuses = evaluate_all(store, cfg, at_ms)
     alerts: dict[str, int] = {}
     for d in store.get_docs("action", since=since_ms, until=at_ms + 1):
         b = d.body
@@ -458,9 +476,8 @@ def build_digest(cfg, store, *, at_ms: int, since_ms: int, settings: DigestSetti
     doc["prompt_changes"], doc["model_migrations"], doc["other_changes"] = _changes_sections(cfg, in_window, problems)
 
     # SLOs first: a paging SLO keeps its feature and metric out of the borderline list.
-    per_series: dict = {}
     try:
-        doc["slos"], statuses = _slo_section(cfg, store, at_ms, since_ms, per_series)
+        doc["slos"], statuses = _slo_section(cfg, store, at_ms, since_ms)
     except OncallError as e:
         doc["slos"], statuses = _section("error", f"SLOs could not be evaluated: {e.message}"), []
     doc["incidents"] = _incident_section(store, at_ms, since_ms)
@@ -472,7 +489,7 @@ def build_digest(cfg, store, *, at_ms: int, since_ms: int, settings: DigestSetti
             covered.setdefault((s.feature, s.metric), f"SLO {s.name} (paging)")
     try:
         drops, notes = _borderline_drops(cfg, store, at_ms, since_ms, st, changes, covered)
-        near, near_notes = _near_slo_slices(cfg, store, statuses, per_series, st)
+        near, near_notes = _near_slo_slices(cfg, store, statuses, at_ms, since_ms, st)
         notes += near_notes
         items = sorted(drops, key=lambda x: (x["feature"], x["metric"], sorted(x["slice"].items())))
         items += near

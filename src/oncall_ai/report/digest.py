@@ -84,7 +84,7 @@ def model_line(it: dict, md: bool) -> str:
 def borderline_line(it: dict, md: bool) -> str:
     if it["type"] == "near_slo":
         return (f"SLO {it['slo']} ({it['feature']}/{it['metric']}), slice {_slice(it['slice'])}: SLI "
-                f"{_pct(it['sli'])} vs objective {_pct(it['objective'], 1)} over {it['window']}, burn {it['burn']:.2f}x "
+                f"{_pct(it['sli'])} over {it['window']} vs objective {_pct(it['objective'], 1)} over {it['slo_window']}, burn {it['burn']:.2f}x "
                 f"(95% lower bound {it['burn_lower']:.2f}x, {it['events']} events) [{it['state']}]")
     head = {"significant": "significant drop", "possible": "possible drop",
             "recovered": "drop, recovered"}.get(it["strength"], it["strength"])
