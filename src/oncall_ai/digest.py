@@ -195,21 +195,23 @@ def _changes_sections(cfg, changes, problems: list[str]) -> tuple[dict, dict, di
     note = "; ".join(problems) if problems else None
     p_status = "ok"
     p_note = note
-    if cfg.prompt_repo is None and not prompts:
-        p_status, p_note = "not_configured", "not configured: no prompt_repo in the config (recorded prompt changes only)"
+    if cfg.prompt_repo is None:
+        p_status, p_note = "not_configured", ("not configured: no prompt_repo in the config; only recorded prompt "
+                                              "changes and prompt versions seen in traffic are listed")
     m_status, m_note = "ok", note
-    if cfg.pins is None and not models:
-        m_status, m_note = "not_configured", ("not configured: no pins file in the config; provider-side changes "
-                                              "are still read from the model_id in events")
+    if cfg.pins is None:
+        m_status, m_note = "not_configured", ("not configured: no pins file in the config; only provider-side "
+                                              "changes seen in the events' model_id are listed")
     return (_section(p_status, p_note, prompts), _section(m_status, m_note, models),
             _section("ok", note, others))
 
 
 # --- borderline ---------------------------------------------------------------------------------
 
-def _near_changes(changes, feature: str, onset: int) -> list[dict]:
-    """Changes that can reach the feature in the 24 hours before the onset (and just after), nearest first."""
-    near = [c for c in changes if c.affects(feature) and onset - 24 * HOUR_MS <= c.at <= onset + HOUR_MS]
+def _near_changes(changes, feature: str, onset: int, bucket_ms: int) -> list[dict]:
+    """Changes that can reach the feature from 24 hours before the onset bucket to its end, nearest
+    to the onset first (the detector's onset is only as precise as its buckets)."""
+    near = [c for c in changes if c.affects(feature) and onset - 24 * HOUR_MS <= c.at < onset + bucket_ms]
     near.sort(key=lambda c: (abs(onset - c.at), c.id, c.target))
     out, seen = [], set()
     for c in near:
@@ -266,7 +268,7 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
             "baseline": _r(before.mean), "current": _r(after.mean),
             "delta": _r(after.mean - before.mean) if before.n and after.n else None,
             "events_after": int(after.n), "p_value": float(f"{p:.3g}") if p is not None else None,
-            "higher_is_better": higher, "changes_near_onset": _near_changes(changes, feature, det.onset),
+            "higher_is_better": higher, "changes_near_onset": _near_changes(changes, feature, det.onset, st.bucket_ms),
             "next": f"oncall-ai triage --feature {feature} --metric {metric} --since "
                     f"{-(-(at_ms - det.onset) // HOUR_MS) + 1}h",
         })

@@ -83,8 +83,10 @@ def model_line(it: dict, md: bool) -> str:
 
 def borderline_line(it: dict, md: bool) -> str:
     if it["type"] == "near_slo":
+        over = (f"vs objective {_pct(it['objective'], 1)} over {it['window']}" if it["window"] == it["slo_window"]
+                else f"over {it['window']} vs objective {_pct(it['objective'], 1)} over {it['slo_window']}")
         return (f"SLO {it['slo']} ({it['feature']}/{it['metric']}), slice {_slice(it['slice'])}: SLI "
-                f"{_pct(it['sli'])} over {it['window']} vs objective {_pct(it['objective'], 1)} over {it['slo_window']}, burn {it['burn']:.2f}x "
+                f"{_pct(it['sli'])} {over}, burn {it['burn']:.2f}x "
                 f"(95% lower bound {it['burn_lower']:.2f}x, {it['events']} events) [{it['state']}]")
     head = {"significant": "significant drop", "possible": "possible drop",
             "recovered": "drop, recovered"}.get(it["strength"], it["strength"])
@@ -102,20 +104,44 @@ def borderline_line(it: dict, md: bool) -> str:
     return text
 
 
+NOTABLE_RUN_STATES = ("drifted", "unclear", "insufficient")
+
+
 def judge_lines(sec: dict, md: bool) -> list[str]:
+    """Per metric: the drift verdict and the runs of the window in one line; then only the runs
+    worth a look (drifted, unclear, too small, or a different judge than the run before)."""
     out = []
-    for d in sec.get("drift") or []:
-        if d["drifted"]:
-            out.append(f"{d['metric']}: DRIFTED since run {d['since_run']} ({d.get('direction') or 'shift'} "
-                       f"{_signed(d['shift'])} vs baseline run {d['baseline_run']})")
-        else:
-            out.append(f"{d['metric']}: no drift over {d['runs']} run(s)"
-                       + (f" (latest shift {_signed(d['shift'])})" if d.get("shift") is not None else ""))
+    runs_by_metric: dict[str, list[dict]] = {}
     for r in sec["items"]:
-        state = r.get("state") or "?"
-        out.append(f"run {_code(r['run_id'], md)} {r['at']} {r['metric'] or '?'} judge {_code(r['judge_id'], md)}: "
-                   f"{r['items']} items, bias {_signed(r.get('bias'))}, {state}"
-                   + (" (judge changed)" if r.get("judge_changed") else ""))
+        runs_by_metric.setdefault(r["metric"] or "?", []).append(r)
+    drift = {d["metric"]: d for d in sec.get("drift") or []}
+    for metric in sorted(set(drift) | set(runs_by_metric)):
+        d = drift.get(metric)
+        runs = runs_by_metric.get(metric, [])
+        if d is None:
+            head = f"{metric}: no verdict"
+        elif d["drifted"]:
+            head = (f"{metric}: DRIFTED since run {_code(d['since_run'], md)} ({d.get('direction') or 'shift'} "
+                    f"{_signed(d['shift'])} vs baseline run {_code(d['baseline_run'], md)})")
+        else:
+            head = f"{metric}: no drift over {d['runs']} run(s)" + (
+                f" (latest shift {_signed(d['shift'])} vs the baseline run)" if d.get("shift") is not None else "")
+        if runs:
+            states: dict[str, int] = {}
+            for r in runs:
+                states[r.get("state") or "?"] = states.get(r.get("state") or "?", 0) + 1
+            last = runs[-1]
+            head += (f"; {len(runs)} calibration run(s) in the window ("
+                     + ", ".join(f"{n} {k}" for k, n in sorted(states.items())) + f"), latest {_code(last['run_id'], md)} "
+                     f"{last['at']} judge {_code(last['judge_id'], md)}, bias {_signed(last.get('bias'))}")
+        else:
+            head += "; no calibration run in the window"
+        out.append(head)
+        for r in runs:
+            if r.get("state") in NOTABLE_RUN_STATES or r.get("judge_changed"):
+                out.append(f"run {_code(r['run_id'], md)} {r['at']} {metric} judge {_code(r['judge_id'], md)}: "
+                           f"{r['items']} items, bias {_signed(r.get('bias'))}, {r.get('state')}"
+                           + (" (judge changed)" if r.get("judge_changed") else ""))
     for c in sec.get("changes") or []:
         out.append(f"judge change {_code(c['change_id'], md)} {c['at']} {c['target']}: {_esc(c['summary'], md)}")
     return out
@@ -136,7 +162,7 @@ def rollback_line(it: dict, md: bool) -> str:
     undone = ", ".join(_code(u, md) for u in it["undoes"]) or (f"to {it['to']}" if it.get("to") else "")
     return (f"{it['at']} {it['kind']} {it['target']}: commit {_code(it['commit'], md)} on {it['branch']}"
             + (f" undoing {undone}" if undone else "") + (f" for {it['incident']}" if it.get("incident") else "")
-            + (", pushed" if it.get("pushed") else ", not pushed") + (f" by {_esc(it['by'], md)}" if it.get("by") else ""))
+            + (f" by {_esc(it['by'], md)}" if it.get("by") else "") + (" (pushed)" if it.get("pushed") else " (not pushed)"))
 
 
 def other_line(it: dict, md: bool) -> str:
@@ -157,7 +183,7 @@ def _section_lines(name: str, sec: dict, md: bool) -> list[str]:
     items = sec.get("items") or []
     bullet = "- " if md else "  - "
     out: list[str] = []
-    if sec.get("status") == "not_configured" or sec.get("status") == "error":
+    if sec.get("status") == "error" or (sec.get("status") == "not_configured" and not items):
         return [f"{bullet}{sec.get('note') or sec['status']}"]
     if name == "slos":
         if md:
@@ -199,7 +225,7 @@ def _section_lines(name: str, sec: dict, md: bool) -> list[str]:
 
 
 def _count(name: str, sec: dict) -> str:
-    if sec.get("status") != "ok":
+    if sec.get("status") == "error" or (sec.get("status") != "ok" and not sec.get("items")):
         return ""
     items = sec.get("items") or []
     if name == "model_migrations":
@@ -250,7 +276,8 @@ def slo_line(s: dict, md: bool) -> str:
 
 
 def item_lines(name: str, sec: dict, md: bool) -> list[str]:
-    """One line per item (the first line of each: what a chat summary shows)."""
+    """One line per item (the first line of each: what a chat summary shows); for the judge, one
+    line per metric and the runs worth a look."""
     items = sec.get("items") or []
     if name == "judge":
         return judge_lines(sec, md)
@@ -271,7 +298,7 @@ def slack_text(doc: dict, max_items: int = 10) -> str:
         sec = doc[name]
         out.append("")
         out.append(f"*{TITLES[name]}{_count(name, sec)}*")
-        if sec.get("status") != "ok":
+        if sec.get("status") != "ok" and not sec.get("items"):
             out.append(f"• {sec.get('note') or sec['status']}")
             continue
         lines = item_lines(name, sec, md=True)
