@@ -225,21 +225,22 @@ def test_export_cases_lowest_scores_in_scope_and_window_once(flow, tmp_path):
     assert show(flow)["eval_cases_exported"] == 15
 
 
-def test_export_without_text_exports_request_ids(tmp_path, run_cli):
+def test_export_without_text_exports_request_ids(tmp_path, run_cli, store_url):
+    """On every store backend: without text in the events, request ids; lowest scores first."""
+    from oncall_ai.store import open_store
     from oncall_ai.store.base import Doc
-    from oncall_ai.store.sqlite import SQLiteStore
 
     cfg = tmp_path / "oncall-ai.yaml"
-    cfg.write_text("store: s.db\nmetrics:\n  helpfulness: {source: judge, good: '>= 4'}\n")
+    cfg.write_text(f"store: {store_url}\nmetrics:\n  helpfulness: {{source: judge, good: '>= 4'}}\n")
     events = tmp_path / "e.jsonl"
-    recs = [{"ts": f"2026-11-26T10:{i:02d}:00Z", "feature": "f", "metric": "helpfulness", "value": 1 + i % 5,
+    recs = [{"ts": f"2026-11-26T10:{i:02d}:{i % 7:02d}Z", "feature": "f", "metric": "helpfulness", "value": 1 + i % 5,
              "request_id": f"r{i}", "slice": {"language": "de" if i % 2 else "en"}} for i in range(40)]
     events.write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert run_cli("--config", cfg, "ingest", events).exit_code == 0
     body = {"id": "INC-20261126-1", "title": "t", "severity": "sev2", "state": "open", "feature": "f",
             "metric": "helpfulness", "scope": {"language": "de"}, "onset": "2026-11-26T10:10:00Z",
             "opened_at": "2026-11-26T11:00:00Z", "transitions": [], "triage": {}, "suspect": None, "cause": None}
-    with SQLiteStore(str(tmp_path / "s.db")) as st:
+    with open_store(store_url) as st:
         st.put_docs("incident", [Doc("incident", body["id"], parse_time_ms(body["opened_at"]), body)])
     r = run_cli("--config", cfg, "incident", "export-cases", body["id"], "--out", tmp_path / "out", "--limit", 3,
                 "--at", "2026-11-26T11:00:00Z")
