@@ -262,3 +262,31 @@ def test_list(flow):
     assert first["cause"] == flow.gt["change_id"] and first["state"] == "resolved"
     r = cli(flow.sb, "incident", "list")
     assert r.exit_code == 0 and flow.iid in r.stdout
+
+
+def test_detection_counts_from_the_first_page(flow):
+    """A page sent by `slo check --notify` for an SLO of the feature and metric is the detection."""
+    from oncall_ai.config import load_config
+    from oncall_ai.store.base import Doc
+    from oncall_ai.store.sqlite import SQLiteStore
+
+    inc = show(flow)["incident"]
+    slo = next(s.name for s in load_config(flow.sb / "oncall-ai.yaml").slos
+               if (s.feature, s.metric) == (inc["feature"], inc["metric"]))
+    onset = parse_time_ms(inc["onset"])
+    paged = onset + 2 * 3_600_000
+    doc = Doc("action", f"notify:{slo}:pagerduty:{paged}:trigger", paged,
+              {"kind": "notify", "slo": slo, "target": "pagerduty", "action": "trigger", "severity": "page", "ok": True})
+    with SQLiteStore(str(flow.sb / "oncall-ai.db")) as st:
+        st.put_docs("action", [doc])
+    try:
+        view = show(flow)
+        det = view["detection"]
+        assert det["detected_by"] == "page" and det["time_to_detect_ms"] == 2 * 3_600_000
+        assert det["time_to_page"] == "2h00m" and det["time_to_open_ms"] == T0 - onset
+        assert any(e["what"] == "page" and slo in e["text"] for e in view["timeline"])
+        md = cli(flow.sb, "incident", "postmortem", flow.iid, "--at", at(60 * MIN)).stdout
+        assert "Detected by page at" in md and "| first page | 2h00m |" in md
+    finally:
+        with SQLiteStore(str(flow.sb / "oncall-ai.db")) as st:
+            st.delete_docs("action", [doc.id])
