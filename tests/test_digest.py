@@ -174,7 +174,9 @@ def test_borderline_slices(flow):
     # the incident's own drop is not repeated as borderline, and the digest says why
     assert not any(it["type"] == "drop" and (it["feature"], it["metric"]) == (flow.gt["feature"], flow.gt["metric"])
                    for it in items)
-    assert f"covered by incident {flow.a['id']}" in (doc["borderline"]["note"] or "")
+    assert (f"{flow.gt['feature']}/{flow.gt['metric']}: the drop since" in doc["borderline"]["note"]
+            and f"is covered by incident {flow.a['id']} (resolved)" in doc["borderline"]["note"])
+    assert f"support/helpfulness: covered by incident {flow.b['id']} (open)" in doc["borderline"]["note"]
     # slices near their SLO, recomputed from the raw event files over the same whole hours
     from oncall_ai.analysis.stats import wilson_lower
     from oncall_ai.config import load_config

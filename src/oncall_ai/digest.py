@@ -242,6 +242,10 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
     for key, agg in all_aggs.items():
         by_series.setdefault(key[0], {})[key] = agg
     for (feature, metric), series in sorted(groups.items()):
+        label, until = covered.get((feature, metric), (None, None))
+        if label is not None and until is None:  # an open incident or a paging SLO is on it
+            notes.append(f"{feature}/{metric}: covered by {label}, not analysed here")
+            continue
         aggs = {k: a for s in series for k, a in by_series.get(s.id, {}).items()}
         cube = Cube.from_aggregates(series, aggs, start=start, end=at_ms, bucket_ms=st.bucket_ms,
                                     slice_keys=slice_keys)
@@ -249,9 +253,8 @@ def _borderline_drops(cfg, store, at_ms: int, since_ms: int, st: DigestSettings,
         det = detect_regression(cube, window_start=since_ms, at=at_ms, higher_is_better=higher, params=params)
         if det.verdict not in ("regression", "recovered") or det.onset is None:
             continue
-        if (feature, metric) in covered:
-            notes.append(f"{feature}/{metric}: a drop since {format_time(det.onset)} is covered by "
-                         f"{covered[(feature, metric)]}, not listed here")
+        if label is not None and det.onset <= until:  # the drop a resolved incident was about
+            notes.append(f"{feature}/{metric}: the drop since {format_time(det.onset)} is covered by {label}")
             continue
         scope = {} if det.signal == "mix" else dict(det.scope)
         cells = cube.cells_where(scope) if scope else None
@@ -483,12 +486,19 @@ def build_digest(cfg, store, *, at_ms: int, since_ms: int, settings: DigestSetti
     except OncallError as e:
         doc["slos"], statuses = _section("error", f"SLOs could not be evaluated: {e.message}"), []
     doc["incidents"] = _incident_section(store, at_ms, since_ms)
-    covered: dict[tuple[str, str], str] = {}
+    # (feature, metric) -> (who is on it, until when): open incidents and paging SLOs for good,
+    # a resolved incident for drops that started before it was resolved.
+    covered: dict[tuple[str, str], tuple[str, int | None]] = {}
+    from oncall_ai.timeutil import parse_time_ms
+
     for it in doc["incidents"]["items"]:
-        covered.setdefault((it["feature"], it["metric"]), f"incident {it['incident']} ({it['state']})")
+        key, label = (it["feature"], it["metric"]), f"incident {it['incident']} ({it['state']})"
+        until = parse_time_ms(it["resolved_at"]) if it.get("resolved_at") else None
+        if key not in covered or until is None:
+            covered[key] = (label, until)
     for s in statuses:
         if s.state == "page":
-            covered.setdefault((s.feature, s.metric), f"SLO {s.name} (paging)")
+            covered[(s.feature, s.metric)] = (f"SLO {s.name} (paging)", None)
     try:
         drops, notes = _borderline_drops(cfg, store, at_ms, since_ms, st, changes, covered)
         near, near_notes = _near_slo_slices(cfg, store, statuses, at_ms, since_ms, st)
