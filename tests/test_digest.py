@@ -381,6 +381,24 @@ def test_sections_not_configured(flow, tmp_path, run_cli):
     assert "- not configured: no `slos:` in the config" in r.stdout
 
 
+def test_a_broken_source_degrades_and_is_named(flow, tmp_path, run_cli):
+    data = yaml.safe_load((flow.sb / "oncall-ai.yaml").read_text())
+    data.update(store=str(flow.sb / "oncall-ai.db"), prompt_repo=str(tmp_path / "no-such-repo"),
+                pins={"repo": str(flow.sb / "platform"), "file": "models.yaml"},
+                indexes={"repo": str(flow.sb / "platform"), "file": "indexes.yaml"},
+                judges={"repo": str(flow.sb / "platform"), "file": "judges.yaml"},
+                calibration=str(flow.sb / "calibration" / "set.jsonl"))
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_cli("--config", cfg, "digest", "--at", at(2 * HOUR), "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert any("no-such-repo" in n for n in doc["notes"]) and "warning:" in r.stderr and "no-such-repo" in r.stderr
+    assert doc["prompt_changes"]["note"] == "some change sources could not be read (see the notes)"
+    assert flow.pin_sha in {it["change_id"] for it in doc["model_migrations"]["items"]}  # the other sources still read
+    assert doc["slos"]["status"] == "ok" and doc["incidents"]["items"]
+
+
 def test_digest_settings_are_checked(tmp_path, run_cli):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("store: s.db\ndigest: {near_slo_burns: 0.5}\n")

@@ -192,7 +192,7 @@ def _changes_sections(cfg, changes, problems: list[str]) -> tuple[dict, dict, di
         else:
             base.update({"from": c.from_value, "to": c.to_value})
             others.append(base)
-    note = "; ".join(problems) if problems else None
+    note = "some change sources could not be read (see the notes)" if problems else None
     p_status = "ok"
     p_note = note
     if cfg.prompt_repo is None:

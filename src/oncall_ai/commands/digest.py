@@ -65,6 +65,10 @@ def digest(
             raise ConfigError(f"--post slack: Slack is not configured: set {settings.targets['slack'].secret_from} "
                               "to the incoming webhook URL (or name another variable in notify.slack_webhook_env)")
     doc = build_digest(cfg, c.store(), at_ms=at_ms, since_ms=since_ms)
+    from oncall_ai.report.console import warn
+
+    for note in doc["notes"]:  # a broken source degrades its sections; say so where people look
+        warn(note)
     rendered = _render(doc, fmt)
     if out:
         from pathlib import Path
