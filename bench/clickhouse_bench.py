@@ -183,15 +183,23 @@ def file_ingest(url: str, n: int, workdir: Path) -> dict | None:
 
 def timed(cmd: list[str], repeat: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1"}
-    times, code, err = [], None, ""
+    import resource
+
+    times, cpus, code, err = [], [], None, ""
     for i in range(repeat + 1):  # the first run warms the OS and server caches; not counted
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         dt = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         code, err = r.returncode, r.stderr
         if i:
             times.append(dt)
-    return {"best": round(min(times), 3), "median": round(statistics.median(times), 3), "exit": code,
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    # cpu: the CLI process's own CPU time (user + system); wall minus cpu is waiting for the
+    # store server and, on a busy machine, for a CPU.
+    return {"best": round(min(times), 3), "median": round(statistics.median(times), 3),
+            "cpu_median": round(statistics.median(cpus), 3), "load_average": os.getloadavg()[0], "exit": code,
             "stderr": err.strip().splitlines()[-1] if err.strip() and code not in (0, 1) else ""}
 
 
@@ -273,7 +281,8 @@ def report(r: dict) -> None:
     for name, target in (("scores --by", 1.0), ("triage", 2.0)):
         q = ch["questions"].get(name, {})
         if "best" in q:
-            lines.append(f"  {name}: best {q['best']} s, median {q['median']} s (target <= {target} s), exit {q['exit']}"
+            lines.append(f"  {name}: best {q['best']} s, median {q['median']} s (target <= {target} s), "
+                         f"process CPU {q['cpu_median']} s, load {q['load_average']:.1f}, exit {q['exit']}"
                          + (f" [{q['stderr']}]" if q.get("stderr") else ""))
         else:
             lines.append(f"  {name}: {q.get('note', 'n/a')}")
@@ -284,7 +293,8 @@ def report(r: dict) -> None:
             lines.append(f"  ingest at the store: {sq['ingest']['store_rate']:,} events/s")
         for name in ("scores --by", "triage"):
             q = sq["questions"].get(name, {})
-            lines.append(f"  {name}: " + (f"best {q['best']} s, median {q['median']} s, exit {q['exit']}" if "best" in q
+            lines.append(f"  {name}: " + (f"best {q['best']} s, median {q['median']} s, process CPU {q['cpu_median']} s, "
+                                          f"load {q['load_average']:.1f}, exit {q['exit']}" if "best" in q
                                           else q.get("note", "n/a")))
     print("\n".join(lines))
 

@@ -31,7 +31,6 @@ def main() -> None:
     import subprocess
 
     from judge_project import build_project, items_for  # tests/judge_project.py
-
     from oncall_ai.config import load_config
     from oncall_ai.judge_calibrate import plan_calibration, run_calibration
     from oncall_ai.store import open_store

@@ -532,6 +532,22 @@ def test_cli_refuses_a_non_empty_folder_without_force(tmp_path, run_cli):
     assert r.exit_code == 0, r.stderr
     assert (d / "oncall-ai.yaml").exists() and (d / "notes.txt").read_text() == "mine"
     assert "oncall-ai ingest events/*.jsonl.gz" in r.stdout and not (d / "oncall-ai.db").exists()
+    # --force replaces a previous sandbox ...
+    r = run_cli(*args[:3], "prompt_change", *args[4:], "--force")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((d / "ground_truth.json").read_text())["scenario"] == "prompt_change"
+    assert (d / "notes.txt").read_text() == "mine" and (d / "oncall-ai.db").exists()
+
+
+def test_cli_force_never_deletes_a_folder_that_is_not_a_sandbox(tmp_path, run_cli):
+    d = tmp_path / "project"
+    (d / "prompts").mkdir(parents=True)
+    (d / "prompts" / "system.md").write_text("my prompt")
+    (d / "README.md").write_text("my project")
+    r = run_cli("demo", d, "--scenario", "none", "--at", format_time(NOW), "--scale", "0.1", "--force")
+    assert r.exit_code == 2 and "not a demo sandbox" in r.stderr
+    assert (d / "README.md").read_text() == "my project" and (d / "prompts" / "system.md").exists()
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "prompts"]
 
 
 def test_cli_lists_scenarios_and_rejects_unknown_ones(tmp_path, run_cli):

@@ -29,6 +29,7 @@ import orjson
 
 from oncall_ai.config import SOURCES, Config, MetricConfig
 from oncall_ai.errors import UsageError
+from oncall_ai.store.base import EventColumns
 from oncall_ai.timeutil import MS_MAX, MS_MIN
 
 BATCH_SIZE = 20_000
@@ -359,7 +360,8 @@ def _worker_init(validator: Validator, max_line_bytes: int) -> None:
 
 
 def parse_block(data: bytes, first_line: int, validator: Validator, max_line_bytes: int):
-    """Parse and validate a block of whole lines: (rows, rejects as (line, reason, raw), lines read)."""
+    """Parse and validate a block of whole lines: (EventColumns, rejects as (line, reason, raw),
+    lines read)."""
     rows = []
     rejects = []
     row = validator.row
@@ -376,7 +378,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
             rows.append(row(obj))
         except Reject as e:
             rejects.append((lineno, str(e), raw))
-    return rows, rejects, nread
+    return EventColumns.from_rows(rows), rejects, nread
 
 
 def _parse_block_in_worker(args):
@@ -414,8 +416,10 @@ class Ingestor:
         self.store = store
         self.validator = Validator(config)
         self.result = IngestResult()
-        self.batch_size = batch_size
+        # A store may ask for bigger batches (ClickHouse wants few large inserts).
+        self.batch_size = max(batch_size, getattr(store, "ingest_batch_rows", 0) or 0)
         self._batch: list[tuple] = []
+        self._cols: EventColumns | None = None
         self._rejects_file = open(rejects_path, "wb") if rejects_path else None  # noqa: SIM115
         self.on_batch: Callable[[IngestResult], None] | None = None
 
@@ -446,17 +450,29 @@ class Ingestor:
             if len(batch) >= self.batch_size:
                 self.flush()
 
-    def add_parsed(self, name: str, rows: list[tuple], rejects: list[tuple], nread: int) -> None:
-        """Rows and rejects parsed elsewhere (a worker process)."""
+    def add_parsed(self, name: str, cols: EventColumns, rejects: list[tuple], nread: int) -> None:
+        """Events and rejects parsed elsewhere (a worker process), in file order."""
         self.result.read += nread
         for lineno, reason, raw in rejects:
             self.reject(name, lineno, reason, raw)
-        batch = self._batch
-        batch.extend(rows)
-        if len(batch) >= self.batch_size:
+        if self._batch:  # keep order: rows from the serial path go first
+            self.flush()
+        if self._cols is None:
+            self._cols = cols
+        else:
+            self._cols.extend(cols)
+        if len(self._cols) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
+        if self._cols is not None and len(self._cols):
+            cols, self._cols = self._cols, None
+            new = self.store.write_columns(cols, self.validator.good_rules)
+            self.result.stored += new
+            self.result.duplicates += len(cols) - new
+            if self.on_batch:
+                self.on_batch(self.result)
+        self._cols = None
         if self._batch:
             new = self.store.write_events(self._batch, self.validator.good_rules)
             self.result.stored += new
@@ -498,8 +514,8 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
                 n_workers = min(2, os.cpu_count() or 1)
             else:
                 n_workers = workers
-            if (n_workers > 1 and p != "-" and not p.endswith(".gz") and not _is_csv(p)
-                    and os.path.getsize(p) >= PARALLEL_MIN_BYTES):
+            if (n_workers > 1 and p != "-" and not _is_csv(p)
+                    and os.path.getsize(p) * (8 if p.endswith(".gz") else 1) >= PARALLEL_MIN_BYTES):
                 _ingest_parallel(ing, p, name, n_workers, max_line_bytes, progress)
             else:
                 items = iter_file(p, max_line_bytes)
@@ -521,7 +537,7 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
     from collections import deque
 
     ctx = multiprocessing.get_context("fork")
-    with open(path, "rb") as f, ctx.Pool(workers, initializer=_worker_init,
+    with _open_binary(path) as f, ctx.Pool(workers, initializer=_worker_init,
                                          initargs=(ing.validator, max_line_bytes)) as pool:
         pending: deque = deque()
         blocks = _blocks(f)
@@ -535,8 +551,8 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
                     done = True
             if not pending:
                 break
-            rows, rejects, nread = pending.popleft().get()
-            ing.add_parsed(name, rows, rejects, nread)
+            cols, rejects, nread = pending.popleft().get()
+            ing.add_parsed(name, cols, rejects, nread)
             if progress is not None:
                 progress(name, ing.result.read)
 

@@ -222,8 +222,12 @@ def import_run_file(cfg, store, path: str, *, items: dict[str, CalibrationItem] 
     new_docs = [Doc(ITEM_KIND, doc_id, body.pop("ts"), body) for doc_id, body in rows.items() if doc_id not in existing]
     result.already = len(rows) - len(new_docs)
     result.new = store.put_docs(ITEM_KIND, new_docs) if new_docs else 0
+    by_run: dict[str, list[Doc]] = defaultdict(list)
+    for d in run_items(store):  # one scan for every run in the file
+        if d.body.get("run_id") in run_judge:
+            by_run[d.body["run_id"]].append(d)
     for run_id in run_judge:
-        result.runs[run_id] = refresh_run_summary(store, run_id, source="import")
+        result.runs[run_id] = refresh_run_summary(store, run_id, source="import", docs=by_run[run_id])
     return result
 
 
@@ -233,9 +237,9 @@ def run_items(store, run_id: str | None = None) -> list[Doc]:
 
 
 def refresh_run_summary(store, run_id: str, *, source: str, extra: dict | None = None,
-                        ts: int | None = None) -> dict:
+                        ts: int | None = None, docs: list[Doc] | None = None) -> dict:
     """Recompute the `judge_run` doc of a run from its stored items (and `extra` metadata)."""
-    docs = run_items(store, run_id)
+    docs = run_items(store, run_id) if docs is None else docs
     old = store.get_doc(RUN_KIND, run_id)
     body = dict(old.body) if old else {"run_id": run_id, "source": source}
     body.update(extra or {})

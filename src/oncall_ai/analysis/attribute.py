@@ -559,9 +559,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
             ev.append(f"its rollout ramp starts {when} the onset")
         else:
             ev.append(f"it landed {when} the onset")
-        if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms:
-            comp["after_onset"] = -LOSS_CAP / 2
-            ev.append("it came after the drop had already started, so it cannot have started it")
+        if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms and loss > 4:
+            # Said, not scored twice: the likelihood loss already measures how late it is (onset
+            # estimates at night rest on few events, so no hard cut-off).
+            ev.append("it came after the drop appears to have started")
         elif loss <= 2:
             ev.append(f"the drop follows its exposure as well as the best-fitting onset "
                       f"(likelihood loss {loss:.1f})")
@@ -590,7 +591,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if d is not None and level:
             diff, se, n_new = d
             # Only when the overlap can tell the drop from no difference (a canary, a slow rollout).
-            if se > 0 and n_new >= 30 and abs(level) / se >= 1.5:
+            if se > 0 and n_new >= 10:  # the likelihood ratio weighs itself by its standard error
                 llr = (diff * diff - (diff - level) ** 2) / (2 * se * se)
                 llr = max(-LOSS_CAP / 2, min(LOSS_CAP / 2, llr))
                 comp["direct"] = llr
@@ -690,7 +691,9 @@ def _shared_terms(cand: Candidate, inp: AttributionInput, comp: dict, ev: list[s
         moved = [g for g in reach if inp.other_features[g] > 3]
         flat = [g for g in reach if inp.other_features[g] < 1]
         if moved:
-            comp["other_features"] = min(4.0, sum(0.5 * (inp.other_features[g] - 2) ** 2 for g in moved) / 4)
+            # log-likelihood of the other features' drops, which this change explains and a change
+            # confined to this feature does not
+            comp["other_features"] = min(12.0, sum(0.5 * (inp.other_features[g] - 2) ** 2 for g in moved))
             ev.append(f"the same drop shows in {', '.join(moved)}, which this change also reaches")
         elif flat and (feats and len(feats) > 1):
             comp["other_features"] = -2.0

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from oncall_ai.commands import AtOpt
-
 DEFAULT_DIR = "oncall-ai-demo"
 
 
@@ -19,11 +17,12 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     ctx: typer.Context,
-    dir: Annotated[str, typer.Argument(metavar="[DIR]", help=f"Folder for the sandbox (default: ./{DEFAULT_DIR}).")] = DEFAULT_DIR,
+    dir: Annotated[str, typer.Argument(metavar="DIR", help=f"Folder for the sandbox (default: ./{DEFAULT_DIR}).")] = DEFAULT_DIR,
     scenario: Annotated[str, typer.Option("--scenario", "-s", metavar="KIND",
                                           help="The incident to plant (see --list-scenarios).")] = "prompt_change",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed: same seed, same sandbox.")] = 1,
-    at: AtOpt = None,
+    at: Annotated[str | None, typer.Option("--at", metavar="TIME", help="The sandbox's now: its events end here "
+                                           "(RFC 3339 or epoch seconds; default: now, rounded down to 5 minutes).")] = None,
     run: Annotated[bool, typer.Option("--run", help="Then run `oncall-ai triage` in the sandbox.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Build in a non-empty DIR; a previous sandbox's files "
                                                         "there are replaced, other files are left alone.")] = False,
@@ -50,17 +49,22 @@ def demo(
     if scenario not in SCENARIOS:
         raise UsageError(f"--scenario: unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     from oncall_ai.demo import build_sandbox
-    from oncall_ai.demo.generator import SANDBOX_ENTRIES
+    from oncall_ai.demo.generator import SANDBOX_ENTRIES, existing_entries, is_sandbox
     from oncall_ai.report.console import progress_enabled
     from oncall_ai.timeutil import resolve_at
 
     target = Path(dir)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{dir}: exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise UsageError(f"{dir}: the folder is not empty",
-                         hint="choose another DIR, or add --force to replace the sandbox there "
-                              f"(only {', '.join(SANDBOX_ENTRIES[:8])}, ... are removed)")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise UsageError(f"{dir}: the folder is not empty",
+                             hint="choose another DIR, or add --force to replace the demo sandbox there "
+                                  f"(only its own {', '.join(SANDBOX_ENTRIES[:8])}, ... are removed)")
+        clash = existing_entries(target)
+        if clash and not is_sandbox(target):
+            raise UsageError(f"{dir}: holds {', '.join(clash)} but is not a demo sandbox; --force replaces "
+                             "only a previous sandbox", hint="choose an empty folder")
     at_given = at is not None
     now = resolve_at(at)
     if not at_given:

@@ -278,11 +278,29 @@ def existing_entries(dir: Path) -> list[str]:
     return [name for name in SANDBOX_ENTRIES if (Path(dir) / name).exists() or (Path(dir) / name).is_symlink()]
 
 
+def is_sandbox(dir: Path) -> bool:
+    """Does `dir` hold a sandbox this generator wrote (its answer key or its config header)?"""
+    truth, config = Path(dir) / "ground_truth.json", Path(dir) / "oncall-ai.yaml"
+    try:
+        if truth.is_file() and orjson.loads(truth.read_bytes()).get("scenario") in SCENARIOS:
+            return True
+        if config.is_file():
+            with open(config, encoding="utf-8", errors="replace") as fh:
+                return fh.readline().startswith("# oncall-ai demo sandbox")
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return False
+    return False
+
+
 def clear_sandbox(dir: Path) -> list[str]:
-    """Remove a previous sandbox's entries from `dir` (only the names in SANDBOX_ENTRIES)."""
+    """Remove a previous sandbox's entries from `dir` (only the names in SANDBOX_ENTRIES, and only
+    when `dir` holds a sandbox: a user's own README.md or prompts/ is never touched)."""
     import shutil
 
     removed = existing_entries(dir)
+    if removed and not is_sandbox(dir):
+        raise UsageError(f"{dir} holds {', '.join(removed)} but is not a demo sandbox; nothing was removed",
+                         hint="build the sandbox in an empty folder")
     for name in removed:
         p = Path(dir) / name
         if p.is_dir() and not p.is_symlink():

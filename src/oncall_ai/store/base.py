@@ -36,6 +36,73 @@ PSEUDO_KEYS = ("source", *VERSION_FIELDS)
 EventRow = tuple
 
 
+@dataclass
+class EventColumns:
+    """The same events as a list of EventRow tuples, column by column (cheaper to build in parse
+    workers, to pickle between processes, and to hand to SQLite). `keys` holds each distinct
+    series key once; `kidx[i]` indexes it. `texts` holds (i, input, output) for rows with text."""
+
+    keys: list = field(default_factory=list)
+    kidx: list = field(default_factory=list)
+    h: list = field(default_factory=list)
+    ts: list = field(default_factory=list)
+    value: list = field(default_factory=list)
+    request_id: list = field(default_factory=list)
+    sample_rate: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.h)
+
+    @classmethod
+    def from_rows(cls, rows) -> EventColumns:
+        c = cls()
+        index: dict[int, int] = {}
+        for i, (h, key, ts, value, rid, sr, inp, out) in enumerate(rows):
+            k = index.get(id(key))
+            if k is None:
+                k = index[id(key)] = len(c.keys)
+                c.keys.append(key)
+            c.kidx.append(k)
+            c.h.append(h)
+            c.ts.append(ts)
+            c.value.append(value)
+            c.request_id.append(rid)
+            c.sample_rate.append(sr)
+            if inp is not None or out is not None:
+                c.texts.append((i, inp, out))
+        return c
+
+    def rows(self) -> list[tuple]:
+        text = {i: (inp, out) for i, inp, out in self.texts}
+        keys = self.keys
+        return [(h, keys[k], ts, v, rid, sr, *text.get(i, (None, None)))
+                for i, (h, k, ts, v, rid, sr) in enumerate(zip(self.h, self.kidx, self.ts, self.value,
+                                                                self.request_id, self.sample_rate, strict=True))]
+
+    def extend(self, other: EventColumns) -> None:
+        offset = len(self.keys)
+        n = len(self.h)
+        self.keys.extend(other.keys)
+        self.kidx.extend(k + offset for k in other.kidx)
+        self.h.extend(other.h)
+        self.ts.extend(other.ts)
+        self.value.extend(other.value)
+        self.request_id.extend(other.request_id)
+        self.sample_rate.extend(other.sample_rate)
+        self.texts.extend((i + n, inp, out) for i, inp, out in other.texts)
+
+    def select(self, keep: list[bool]) -> EventColumns:
+        """Only the rows whose flag is true."""
+        idx = [i for i, k in enumerate(keep) if k]
+        pos = {old: new for new, old in enumerate(idx)}
+        return EventColumns(
+            keys=self.keys, kidx=[self.kidx[i] for i in idx], h=[self.h[i] for i in idx],
+            ts=[self.ts[i] for i in idx], value=[self.value[i] for i in idx],
+            request_id=[self.request_id[i] for i in idx], sample_rate=[self.sample_rate[i] for i in idx],
+            texts=[(pos[i], inp, out) for i, inp, out in self.texts if i in pos])
+
+
 @dataclass(frozen=True)
 class Series:
     id: int
@@ -130,6 +197,10 @@ class Store(ABC):
     def write_events(self, rows: Sequence[EventRow], good_rules: dict) -> int:
         """Store rows atomically (all or none), skipping ids already stored; keep rollups in step.
         `good_rules` maps metric -> GoodRule (or None). Returns how many rows were new."""
+
+    def write_columns(self, cols: EventColumns, good_rules: dict) -> int:
+        """write_events for columns; backends with a faster columnar path override it."""
+        return self.write_events(cols.rows(), good_rules)
 
     @abstractmethod
     def series(self, feature: str | None = None, metric: str | None = None) -> list[Series]:

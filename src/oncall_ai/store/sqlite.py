@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 
 from oncall_ai.errors import StoreError
-from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventRecord, Series, Store
+from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventColumns, EventRecord, Series, Store
 
 MIGRATION_SET = "oncall_ai"
 
@@ -175,6 +175,8 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {path}: not a usable SQLite database ({e})") from None
         self._series_by_key: dict[tuple, int] | None = None
+        self._series_cache: list[Series] | None = None
+        self._series_by_id: dict[int, Series] = {}
         self._rules: dict[str, str] | None = None
 
     # --- series -----------------------------------------------------------------------
@@ -189,24 +191,23 @@ class SQLiteStore(Store):
         return self._series_by_key
 
     def series(self, feature: str | None = None, metric: str | None = None) -> list[Series]:
-        sql = "SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version, judge_id FROM series"
-        where, args = [], []
-        if feature is not None:
-            where.append("feature = ?")
-            args.append(feature)
-        if metric is not None:
-            where.append("metric = ?")
-            args.append(metric)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        out = []
-        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
-        for r in self.conn.execute(sql + " ORDER BY id", args):
-            sl = slices.get(r[4])
-            if sl is None:
-                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
-            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
-        return out
+        # Loaded once per store object (thousands of rows at most) and kept until a write adds
+        # series: triage and scores ask many times per command.
+        if self._series_cache is None:
+            out = []
+            slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
+            for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, "
+                                       "index_version, judge_id FROM series ORDER BY id"):
+                sl = slices.get(r[4])
+                if sl is None:
+                    sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+                out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            self._series_cache = out
+            self._series_by_id = {x.id: x for x in out}
+        if feature is None and metric is None:
+            return list(self._series_cache)
+        return [x for x in self._series_cache
+                if (feature is None or x.feature == feature) and (metric is None or x.metric == metric)]
 
     # --- writing ----------------------------------------------------------------------
     def _rollup_rules(self) -> dict[str, str]:
@@ -217,87 +218,79 @@ class SQLiteStore(Store):
     def write_events(self, rows: Sequence[tuple], good_rules: dict) -> int:
         if not rows:
             return 0
+        return self.write_columns(EventColumns.from_rows(rows), good_rules)
+
+    def write_columns(self, cols: EventColumns, good_rules: dict) -> int:
+        """One transaction: dedup keys, events, text, rollups and zone map, or nothing at all.
+
+        Per-row work stays in C: the events go in with one executemany over zipped columns, and
+        the rollup cells and zone map are computed by SQLite from the rows just inserted."""
+        n = len(cols)
+        if not n:
+            return 0
         conn = self.conn
-        keys = self._load_series_keys()
-        rules = self._rollup_rules()
-        dedup = [(r[2] // WEEK_MS, r[0]) for r in rows]
+        dedup = list(zip([t // WEEK_MS for t in cols.ts], cols.h, strict=True))
         try:
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
             conn.executemany("INSERT OR IGNORE INTO event_keys(w, h) VALUES (?, ?)", dedup)
-            if conn.total_changes - before != len(rows):
+            if conn.total_changes - before != n:
                 # Some ids are stored already (a re-run) or repeat within the batch: redo one by
                 # one, keeping only the rows whose key was new.
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
-                keep = []
-                for r, k in zip(rows, dedup, strict=True):
-                    if conn.execute("INSERT OR IGNORE INTO event_keys(w, h) VALUES (?, ?)", k).rowcount:
-                        keep.append(r)
-                rows = keep
-                if not rows:
+                keep = [bool(conn.execute("INSERT OR IGNORE INTO event_keys(w, h) VALUES (?, ?)", k).rowcount)
+                        for k in dedup]
+                cols = cols.select(keep)
+                n = len(cols)
+                if not n:
                     conn.execute("COMMIT")
                     return 0
-            base = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] + 1
-            event_rows = []
-            text_rows = []
-            cells: dict[tuple[int, int], list] = {}
-            spans: dict[int, list[int]] = {}
-            rule_of: dict[str, object] = {}
-            rowid = base
-            # Series keys arrive interned (one tuple object per distinct key), and hashing a nested
-            # tuple costs more than everything else per row: look them up by identity first.
-            sid_by_obj: dict[int, int] = {}
-            for h, key, ts, value, request_id, sample_rate, inp, out in rows:
-                sid = sid_by_obj.get(id(key))
+            keys = self._load_series_keys()
+            sid_of_key = []
+            for key in cols.keys:
+                sid = keys.get(key)
                 if sid is None:
-                    sid = keys.get(key)
-                    if sid is None:
-                        sid = self._add_series(key)
-                    sid_by_obj[id(key)] = sid
-                event_rows.append((rowid, sid, ts, h, value, request_id, sample_rate))
-                if inp is not None or out is not None:
-                    text_rows.append((rowid, inp, out))
-                bucket = ts - ts % HOUR_MS
-                span = spans.get(bucket)
-                if span is None:
-                    spans[bucket] = [rowid, rowid]
-                else:
-                    span[1] = rowid
-                metric = key[1]
-                if metric in rule_of:
-                    rule = rule_of[metric]
-                else:
-                    rule = rule_of[metric] = good_rules.get(metric)
-                good = 1 if (rule is not None and rule.is_good(value)) else 0
-                cell = cells.get((bucket, sid))
-                if cell is None:
-                    cells[(bucket, sid)] = [1, value, value * value, good]
-                else:
-                    cell[0] += 1
-                    cell[1] += value
-                    cell[2] += value * value
-                    cell[3] += good
-                rowid += 1
-            self._check_rules(rule_of, rules)
-            conn.executemany("INSERT INTO events(rowid, series_id, ts, h, value, request_id, sample_rate) "
-                             "VALUES (?,?,?,?,?,?,?)", event_rows)
-            if text_rows:
-                conn.executemany("INSERT INTO event_text(event_rowid, input, output) VALUES (?,?,?)", text_rows)
+                    sid = self._add_series(key)
+                sid_of_key.append(sid)
+            sids = [sid_of_key[k] for k in cols.kidx]
+            first = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0] + 1
+            last = first + n - 1
             conn.executemany(
-                "INSERT INTO rollup_1h(bucket, series_id, n, sum, sumsq, good) VALUES (?,?,?,?,?,?) "
-                "ON CONFLICT(bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
-                "sumsq = sumsq + excluded.sumsq, good = good + excluded.good",
-                [(k[0], k[1], c[0], c[1], c[2], c[3]) for k, c in cells.items()])
+                "INSERT INTO events(rowid, series_id, ts, h, value, request_id, sample_rate) VALUES (?,?,?,?,?,?,?)",
+                zip(range(first, last + 1), sids, cols.ts, cols.h, cols.value, cols.request_id, cols.sample_rate,
+                    strict=True))
+            if cols.texts:
+                conn.executemany("INSERT INTO event_text(event_rowid, input, output) VALUES (?,?,?)",
+                                 [(first + i, inp, out) for i, inp, out in cols.texts])
+            # Rollups, per metric (each has its own good rule), aggregated by SQLite.
+            sids_by_metric: dict[str, set[int]] = {}
+            for key, sid in zip(cols.keys, sid_of_key, strict=True):
+                sids_by_metric.setdefault(key[1], set()).add(sid)
+            rule_of = {m: good_rules.get(m) for m in sids_by_metric}
+            self._check_rules(rule_of, self._rollup_rules())
+            for metric, metric_sids in sids_by_metric.items():
+                in_list = ",".join(str(int(x)) for x in sorted(metric_sids))
+                conn.execute(
+                    f"INSERT INTO rollup_1h(bucket, series_id, n, sum, sumsq, good) "
+                    f"SELECT ts - ts % {HOUR_MS}, series_id, count(*), sum(value), sum(value * value), "
+                    f"sum({_rule_sql(rule_of[metric])}) FROM events "
+                    f"WHERE rowid BETWEEN ? AND ? AND series_id IN ({in_list}) GROUP BY 1, 2 "
+                    f"ON CONFLICT(bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
+                    f"sumsq = sumsq + excluded.sumsq, good = good + excluded.good", (first, last))
+            spans = {b: [lo, hi] for b, lo, hi in conn.execute(
+                f"SELECT ts - ts % {HOUR_MS}, min(rowid), max(rowid) FROM events WHERE rowid BETWEEN ? AND ? "
+                f"GROUP BY 1", (first, last))}
             self._extend_ranges(spans)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._series_by_key = None
+            self._series_cache = None
             self._rules = None
             raise
-        return len(rows)
+        return n
 
     def _add_series(self, key: tuple) -> int:
         cur = self.conn.execute(
@@ -306,6 +299,7 @@ class SQLiteStore(Store):
             (key[0], key[1], key[2], orjson.dumps(key[3]).decode(), key[4] or "", key[5] or "",
              key[6] or "", key[7] or ""))
         self._series_by_key[key] = cur.lastrowid
+        self._series_cache = None
         return cur.lastrowid
 
     def _check_rules(self, rule_of: dict, rules: dict) -> None:
@@ -453,12 +447,8 @@ class SQLiteStore(Store):
         if not ids or end <= start:
             return []
         self._use_series(ids)
-        # Only the series asked for (loading every series per call made `slo check` slow).
-        by_id = {}
-        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
-                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
-            by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                                 r[5] or None, r[6] or None, r[7] or None, r[8] or None)
+        self.series()  # fills the id index
+        by_id = {i: self._series_by_id[i] for i in ids if i in self._series_by_id}
         order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")

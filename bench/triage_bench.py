@@ -1,0 +1,98 @@
+"""Triage speed and memory on a big store: whole-process `oncall-ai triage` timings.
+
+Builds the store once (bench/gen_events.py piped into `oncall-ai ingest`: 8 features, 4 metrics,
+4 slice keys, versions), then times, as whole processes:
+- `triage --feature F --metric M --json` (target <= 1 s on 10M events),
+- `triage --json`, a full scan of every feature and metric (target <= 3 s),
+and reports the peak resident memory of those processes (target <= 300 MB).
+
+    python bench/triage_bench.py                      # 10M events in bench/out/triage-10m.db
+    python bench/triage_bench.py --events 1000000 --store bench/out/triage-1m.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+END = 1_795_000_000  # gen_events.py's default end (epoch seconds)
+
+CONFIG = """\
+store: {store}
+metrics:
+  helpfulness:  {{source: judge, good: ">= 4", scale: [1, 5]}}
+  faithfulness: {{source: judge, good: ">= 4", scale: [1, 5]}}
+  schema_valid: {{source: check, good: "== 1"}}
+  thumbs_down:  {{source: user, good: "== 0"}}
+slices: [persona, language, shape, tier]
+"""
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("ONCALL_AI_CONFIG", None)
+    return e
+
+
+def build(store: Path, config: Path, events: int) -> None:
+    print(f"building {store} with {events:,} events (once) ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    gen = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_events.py"), "--events", str(events),
+                            "--end", str(END)], stdout=subprocess.PIPE)
+    ing = subprocess.run([sys.executable, "-m", "oncall_ai", "--config", str(config), "ingest", "--quiet", "-"],
+                         stdin=gen.stdout, env=env())
+    gen.stdout.close()
+    gen.wait()
+    if ing.returncode not in (0, 1) or gen.returncode != 0:
+        sys.exit(f"building the store failed (gen {gen.returncode}, ingest {ing.returncode})")
+    print(f"built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+def timed(args: list[str], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "oncall_ai", *args], capture_output=True, text=True, env=env())
+        times.append(time.perf_counter() - t0)
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(args)} failed ({p.returncode}): {p.stderr[-2000:]}")
+    return times
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--store", default=str(ROOT / "bench" / "out" / "triage-10m.db"))
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--feature", default="summarizer")
+    ap.add_argument("--metric", default="helpfulness")
+    a = ap.parse_args(argv)
+    store = Path(a.store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    config = store.with_suffix(".yaml")
+    config.write_text(CONFIG.format(store=store.name))
+    if not store.exists():
+        build(store, config, a.events)
+    at = str(END)
+    base = ["--config", str(config), "triage", "--at", at, "--json"]
+    one = timed([*base, "--feature", a.feature, "--metric", a.metric], a.repeat)
+    full = timed(base, max(1, a.repeat // 2))
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"store {store} ({store.stat().st_size / 1e6:.0f} MB)")
+    print(f"triage --feature {a.feature} --metric {a.metric}: median {statistics.median(one):.2f} s "
+          f"(min {min(one):.2f}, max {max(one):.2f}; target <= 1 s)")
+    print(f"triage full scan: median {statistics.median(full):.2f} s (min {min(full):.2f}; target <= 3 s)")
+    print(f"peak memory of a triage process: {peak_mb:.0f} MB (target <= 300 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
