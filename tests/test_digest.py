@@ -222,7 +222,7 @@ def test_judge_section(flow):
 
 
 def test_slo_budget_status(flow):
-    check_doc = cli_json(flow.sb, "slo", "check", "--at", at(2 * HOUR), "--json")
+    check_doc = cli_json(flow.sb, "slo", "check", "--budget", "--at", at(2 * HOUR), "--json")
     want = {s["name"]: (s["state"], s["sli"], s["budget_left"]) for s in check_doc["slos"]}
     got = {s["slo"]: (s["state"], s["sli"], s["budget_left"]) for s in flow.doc["slos"]["items"]}
     assert got.keys() == want.keys()
