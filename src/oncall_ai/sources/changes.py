@@ -141,12 +141,12 @@ def collect_changes(cfg, store, start_ms: int, end_ms: int, *, feature: str | No
     kinds: keep only these kinds (an iterable of CHANGE_KINDS).
     only_sha: only the changes of this commit (used by `changes show`).
     """
-    if feature is not None and cfg.features and feature not in cfg.features:
-        raise UsageError(f"unknown feature {feature!r}; configured: {', '.join(sorted(cfg.features))}")
     if cfg is None:  # no configuration: nothing to read (triage can run on a bare store)
         cs = ChangeSet(start=start_ms, end=end_ms)
         cs.notes.append("no configuration: no prompt repo, pins, indexes or judges to read")
         return cs
+    if feature is not None and cfg.features and feature not in cfg.features:
+        raise UsageError(f"unknown feature {feature!r}; configured: {', '.join(sorted(cfg.features))}")
     kinds = set(kinds) if kinds else None
     if kinds:
         bad = kinds - set(CHANGE_KINDS)
