@@ -128,11 +128,25 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
     cube_cache: dict[tuple[str, str], Cube] = {}
     slice_keys = list(cfg.slices) if cfg is not None and cfg.slices else None
 
+    prefetched: dict[tuple[str, str], dict] = {}
+    prefetched_keys: set[tuple[str, str]] = set()
+    if len(wanted) > 1:
+        # A scan of many pairs: one aggregate query over all their series (one pass over the
+        # hourly rollups) instead of one index seek per series and hour for every pair.
+        sid_key = {x.id: k for k in wanted for x in groups.get(k, [])}
+        if sid_key:
+            prefetched_keys.update(wanted)
+            for (sid, b), agg in store.aggregate(list(sid_key), hist_start, at, bucket_ms=st.coarse_ms).items():
+                prefetched.setdefault(sid_key[sid], {})[(sid, b)] = agg
+
     def coarse(f: str, m: str) -> Cube:
         key = (f, m)
         if key not in cube_cache:
             series = groups.get(key, [])
-            aggs = store.aggregate([s.id for s in series], hist_start, at, bucket_ms=st.coarse_ms) if series else {}
+            if key in prefetched_keys:
+                aggs = prefetched.pop(key, {})
+            else:
+                aggs = store.aggregate([s.id for s in series], hist_start, at, bucket_ms=st.coarse_ms) if series else {}
             cube_cache[key] = Cube.from_aggregates(series, aggs, start=hist_start, end=at,
                                                    bucket_ms=st.coarse_ms, slice_keys=slice_keys)
         return cube_cache[key]
