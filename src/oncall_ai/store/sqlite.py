@@ -439,13 +439,14 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _merge(rows, result) -> None:
+        get = result.get
         for sid, b, n, s, ss, g in rows:
-            agg = Agg(n, s, ss, None if g is None else int(g))
             key = (sid, b)
-            if key in result:
-                result[key].add(agg)
+            agg = get(key)
+            if agg is None:
+                result[key] = Agg(n, s, ss, None if g is None else int(g))
             else:
-                result[key] = agg
+                agg.add(Agg(n, s, ss, None if g is None else int(g)))
 
     def events(self, series_ids: Iterable[int], start: int, end: int, *, order: str = "ts",
                limit: int | None = None, with_text: bool = False) -> list[EventRecord]:
