@@ -1,0 +1,62 @@
+"""User mistakes across commands: each gives a clear message naming what is wrong, the right
+non-zero exit code and no traceback, and never leaves a file behind or eats the machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oncall_ai.timeutil import format_time, parse_time_ms
+
+AT = "2026-11-27T03:00:00Z"
+AT_MS = parse_time_ms(AT)
+H_MS = 3_600_000
+FIRST_MS = AT_MS - 48 * H_MS
+
+CONFIG = """\
+store: oncall-ai.db
+features: {summarizer: {}, support: {}}
+metrics:
+  helpfulness: {source: judge, good: ">= 4", scale: [1, 5]}
+  thumbs_down: {source: user, good: "== 0"}
+slices: [language]
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A config and a store with two days of events for two features."""
+    from oncall_ai.config import load_config
+    from oncall_ai.ingest import ingest_records
+
+    d = tmp_path_factory.mktemp("project")
+    (d / "oncall-ai.yaml").write_text(CONFIG)
+    cfg = load_config(d / "oncall-ai.yaml")
+    events = []
+    for i in range(48 * 12):
+        ts = FIRST_MS + i * 300_000
+        for feature in ("summarizer", "support"):
+            events.append({"id": f"{feature}-h{i}", "ts": ts / 1000, "feature": feature, "metric": "helpfulness",
+                           "value": 3 + i % 3, "slice": {"language": "de" if i % 4 else "en"}})
+            events.append({"id": f"{feature}-u{i}", "ts": ts / 1000, "feature": feature, "metric": "thumbs_down",
+                           "value": i % 9 == 0, "slice": {"language": "de" if i % 4 else "en"}})
+    result = ingest_records(events, config=cfg)
+    assert result.rejected == 0
+    return d / "oncall-ai.yaml"
+
+
+def clean(r):
+    assert "Traceback" not in r.stdout + r.stderr
+    return r
+
+
+def test_triage_window_far_before_the_data_starts_at_the_first_event(run_cli, project):
+    """`--since 3000d` once built hourly arrays for every hour since 2018 (gigabytes at 99999d)."""
+    r = clean(run_cli("--config", project, "triage", "--at", AT, "--since", "3000d", "--json"))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["since"] == format_time(FIRST_MS)
+    assert any("first stored event" in n for n in doc["notes"])
+    r = clean(run_cli("--config", project, "triage", "--at", AT, "--since", "12h", "--json"))
+    assert json.loads(r.stdout)["since"] == format_time(AT_MS - 12 * H_MS)
