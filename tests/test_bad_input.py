@@ -60,3 +60,39 @@ def test_triage_window_far_before_the_data_starts_at_the_first_event(run_cli, pr
     assert any("first stored event" in n for n in doc["notes"])
     r = clean(run_cli("--config", project, "triage", "--at", AT, "--since", "12h", "--json"))
     assert json.loads(r.stdout)["since"] == format_time(AT_MS - 12 * H_MS)
+
+
+@pytest.mark.parametrize("args, option, name", [
+    (("scores", "--feature", "sumarizer"), "--feature", "sumarizer"),
+    (("scores", "--metric", "helpfulnes"), "--metric", "helpfulnes"),
+    (("triage", "--feature", "nope"), "--feature", "nope"),
+    (("triage", "--feature", "support", "--metric", "nope", "--fail-on-regression"), "--metric", "nope"),
+    (("judge", "drift", "--metric", "nope"), "--metric", "nope"),
+])
+def test_unknown_feature_or_metric_is_a_usage_error(run_cli, project, args, option, name):
+    r = clean(run_cli("--config", project, *args, "--at", AT))
+    assert r.exit_code == 2, r.stdout + r.stderr
+    assert f"{option}: unknown" in r.stderr and repr(name) in r.stderr
+    assert r.stdout == ""
+
+
+def test_configured_feature_without_events_is_not_an_error(run_cli, project, tmp_path):
+    cfg = tmp_path / "oncall-ai.yaml"
+    cfg.write_text(CONFIG.replace("support: {}", "support: {}, search: {}").replace(
+        "store: oncall-ai.db", f"store: {project.parent / 'oncall-ai.db'}"))
+    r = clean(run_cli("--config", cfg, "scores", "--feature", "search", "--at", AT, "--json"))
+    assert r.exit_code == 0 and json.loads(r.stdout)["rows"] == []
+    assert "no events for feature 'search'" in r.stderr
+
+
+@pytest.mark.parametrize("args", [("scores",), ("triage",), ("judge", "runs"), ("store", "rebuild-rollups"),
+                                  ("slo", "status"), ("export", "prometheus")])
+def test_read_commands_in_the_wrong_folder_create_nothing(run_cli, tmp_path, monkeypatch, args):
+    """No config and no store here: say so (exit 2), and leave no empty oncall-ai.db behind."""
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    r = clean(run_cli(*args))
+    assert r.exit_code == 2, r.stdout + r.stderr
+    assert "oncall-ai.yaml" in r.stderr
+    assert list(here.iterdir()) == []

@@ -149,4 +149,4 @@ def test_usage_errors(run_cli, sandbox):
         assert r.exit_code == 2, (args, r.stderr)
         assert msg in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--config", cfg, "scores", "--feature", "nope")
-    assert r.exit_code == 1 and "summarizer" in r.stderr
+    assert r.exit_code == 2 and "unknown feature 'nope'" in r.stderr and "summarizer" in r.stderr
