@@ -96,3 +96,22 @@ def test_read_commands_in_the_wrong_folder_create_nothing(run_cli, tmp_path, mon
     assert r.exit_code == 2, r.stdout + r.stderr
     assert "oncall-ai.yaml" in r.stderr
     assert list(here.iterdir()) == []
+
+
+def test_a_reader_that_stops_early_is_not_a_failure(project, tmp_path):
+    """`oncall-ai triage | head -1` under `set -o pipefail`: triage ran, so exit 0 (rich exits 1)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for args in (("triage", "--since", "2d"), ("scores", "--by", "language", "--bucket", "5m", "--since", "2d")):
+        p = subprocess.Popen([sys.executable, "-m", "oncall_ai", "--config", str(project), *args, "--at", AT],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+        assert p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait() == 0, (args, err)
+        assert "Traceback" not in err and "Exception ignored" not in err
