@@ -176,3 +176,22 @@ def test_trend_of_every_metric_matches_its_hourly_means(sandbox):
             assert (got is None) == (not vals)
             if vals:
                 assert got == pytest.approx(mean(vals))
+
+
+@pytest.mark.parametrize("columns", ["80", "100"])
+def test_table_fits_the_terminal_one_line_per_row(run_cli, sandbox, monkeypatch, columns):
+    """The trend gets the width the other columns leave (latest points), instead of wrapping."""
+    cfg, f, _ = sandbox
+    run_cli("--config", cfg, "ingest", f)
+    monkeypatch.setenv("COLUMNS", columns)
+    at = str(T_END)
+    r = run_cli("--config", cfg, "scores", "-m", "helpfulness", "--by", "language,persona", "--at", at,
+                "--since", "3d")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.rstrip("\n").splitlines()
+    assert all(len(line) <= int(columns) for line in lines)
+    rows = [line for line in lines if line.split()[:1] in (["de"], ["en"], ["fr"])]
+    assert len(rows) == 6  # one line each: nothing wrapped
+    assert "…" not in r.stdout
+    trends = [line.split()[-1] for line in rows]
+    assert all(len(t) >= 5 and set(t) <= set("▁▂▃▄▅▆▇█ ") for t in trends)
