@@ -252,3 +252,23 @@ def test_report_snapshot_at_80_columns(run_cli, incident, monkeypatch):
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(out)
     assert out == path.read_text()
+
+
+def test_commands_in_the_report_stay_pasteable_at_80_columns(run_cli, incident, monkeypatch):
+    """A command too long for the line is continued with ` \\`, never hard-wrapped mid-command, and
+    wrapped evidence keeps its indent."""
+    monkeypatch.setenv("COLUMNS", "80")
+    r = _triage(run_cli, incident, "--feature", "summarizer", "--metric", "helpfulness")
+    lines = r.stdout.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("Confirm: "))
+    pasted = ""
+    while True:
+        part = lines[i].removeprefix("Confirm: ").strip()
+        pasted += part.removesuffix("\\").rstrip() + " "
+        if not part.endswith("\\"):
+            break
+        i += 1
+    assert pasted.strip() == "oncall-ai scores --feature summarizer --metric helpfulness --by prompt_version --since 24h"
+    body = lines[lines.index("Hypotheses (most likely first; score = share of belief):") + 1:]
+    assert all(line.startswith(("   ", "1.", "2.", "3.", "4.", "5.")) or not line.strip()
+               for line in body[:body.index("")])
