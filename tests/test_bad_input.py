@@ -115,3 +115,15 @@ def test_a_reader_that_stops_early_is_not_a_failure(project, tmp_path):
         err = p.stderr.read().decode()
         assert p.wait() == 0, (args, err)
         assert "Traceback" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (("scores", "--since", "0s"), "--since: duration must be positive"),
+    (("triage", "--since", "0m"), "--since: duration must be positive"),
+    (("scores", "--where", "language="), "--where 'language=': no value"),
+    (("scores", "--where", "language=,"), "--where 'language=,': no value"),
+])
+def test_usage_messages_say_what_is_wrong(run_cli, project, args, message):
+    r = clean(run_cli("--config", project, *args, "--at", AT))
+    assert r.exit_code == 2
+    assert message in r.stderr

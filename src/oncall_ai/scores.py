@@ -42,7 +42,10 @@ def parse_where(items: Iterable[str]) -> dict[str, set[str]]:
         k = k.strip()
         if not k:
             raise UsageError(f"--where {item!r}: empty key")
-        where.setdefault(k, set()).update(x.strip() for x in v.split(","))
+        values = {x.strip() for x in v.split(",")} - {""}
+        if not values:
+            raise UsageError(f"--where {item!r}: no value; write e.g. --where {k}=de (or {k}=de,fr for either)")
+        where.setdefault(k, set()).update(values)
     return where
 
 
