@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import uuid
 
@@ -75,18 +76,20 @@ class ChdbTransport:
 
         from oncall_ai.store.clickhouse import _server_error
 
-        made = []
+        made, files = [], []
         try:
             if data is not None:
                 m = _INSERT.match(sql)
                 assert m, sql
                 path = os.path.join(self.tmp, f"{uuid.uuid4().hex}.native")
+                files.append(path)
                 with open(path, "wb") as f:
                     f.write(data)
                 sql = f"INSERT INTO {m.group(1)} ({m.group(2)}) SELECT {m.group(2)} FROM file('{path}', 'Native')"
             for name, (structure, body, *fmt) in (external or {}).items():
                 fmt = fmt[0] if fmt else "TabSeparated"
                 path = os.path.join(self.tmp, f"{uuid.uuid4().hex}.{fmt}")
+                files.append(path)
                 with open(path, "wb") as f:
                     f.write(body)
                 self.s.query(f"CREATE TABLE default.{name} ({structure}) ENGINE = Memory")
@@ -99,9 +102,11 @@ class ChdbTransport:
         finally:
             for name in made:
                 self.s.query(f"DROP TABLE IF EXISTS default.{name}")
+            for path in files:
+                os.unlink(path)
 
     def close(self) -> None:
-        pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class ChdbDatabase:

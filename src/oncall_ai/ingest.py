@@ -418,7 +418,8 @@ class Ingestor:
         self.store = store
         self.validator = Validator(config)
         self.result = IngestResult()
-        self.batch_size = batch_size
+        # A store may ask for bigger batches (ClickHouse wants few large inserts).
+        self.batch_size = max(batch_size, getattr(store, "ingest_batch_rows", 0) or 0)
         self._batch: list[tuple] = []
         self._cols: EventColumns | None = None
         try:
