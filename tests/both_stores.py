@@ -53,9 +53,10 @@ def assert_same(sqlite_out, clickhouse_out, *, rel: float = REL, what: str = "")
     assert found is None, f"{what + ': ' if what else ''}SQLite and ClickHouse differ at {found}"
 
 
-def strip_store(doc, urls: tuple[str, ...]):
-    """The same document with the store URLs (which differ by design) replaced by STORE."""
+def strip(doc, *texts: str):
+    """The same document with texts that differ by design (store URLs, sandbox folders) replaced
+    by `<X>`, so the rest can be compared."""
     text = json.dumps(doc)
-    for u in urls:
-        text = text.replace(json.dumps(u)[1:-1], "STORE")
+    for t in sorted(map(str, texts), key=len, reverse=True):
+        text = text.replace(json.dumps(t)[1:-1], "<X>")
     return json.loads(text)

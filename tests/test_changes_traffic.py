@@ -213,7 +213,7 @@ def test_judge_features_come_from_events(store_url, tmp_path):
 def test_same_changes_on_both_stores(tmp_path, make_store_url, run_cli):
     """Provider-side switches, a canary ramp, a partial rollout, a steady split and sparse traffic in
     one SQLite and one ClickHouse store: `changes list --json` and `changes show` print the same."""
-    from both_stores import assert_same, strip_store
+    from both_stores import assert_same, strip
 
     sw = _ms("2026-11-26T16:07:00Z")
     ramp = [(_ms("2026-11-26T10:00:00Z"), 0.1), (_ms("2026-11-26T11:20:00Z"), 0.4), (_ms("2026-11-26T12:40:00Z"), 1.0)]
@@ -245,7 +245,7 @@ def test_same_changes_on_both_stores(tmp_path, make_store_url, run_cli):
         add_events(cfg, records)
         listed = run_cli("--config", cfg, "changes", "list", "--at", AT, "--json")
         assert listed.exit_code == 0, listed.stderr
-        doc = strip_store(json.loads(listed.stdout), (url,))
+        doc = strip(json.loads(listed.stdout), url)
         shown = [run_cli("--config", cfg, "changes", "show", c["id"]).stdout for c in doc["changes"]]
         out[kind] = (doc, shown)
     doc, shown = out["sqlite"]
