@@ -1,9 +1,12 @@
 """Triage on demo sandboxes with known ground truth: one sandbox per scenario kind (the full suite
 with many seeds is bench/triage_scenarios.py). Checks the top hypothesis (kind and change id, or
-target), the onset, and no false alarm on the noise-only sandbox."""
+target), the onset, and no false alarm on the noise-only sandbox. Every scenario runs on SQLite;
+a few (a slice, recorded changes, a judge change, noise) also on ClickHouse, from the same files,
+where every finding must equal SQLite's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -17,23 +20,49 @@ KINDS = ["prompt_change", "prompt_change_slice", "model_change", "provider_model
          "index_change_recorded", "judge_drift", "input_shift"]
 
 
-def _sandbox(root, scenario):
+# ClickHouse round trips cost: these cover slice localisation, recorded changes (docs), a judge
+# change with calibration runs (docs) and a full scan without an incident.
+ON_CLICKHOUSE = ["prompt_change_slice", "index_change_recorded", "judge_drift", "none"]
+
+
+@pytest.fixture(scope="module")
+def sandboxes(tmp_path_factory, make_store_url):
+    """sandboxes(scenario, kind) -> SandboxInfo: each scenario generated once, its files ingested
+    into a SQLite and (when asked) a ClickHouse store, each config beside the other."""
     from oncall_ai.demo import build_sandbox, ingest_sandbox
 
-    info = build_sandbox(root / scenario, scenario, seed=SEED, now_ms=NOW_MS, ingest=False)
-    # The demo on main writes a 6h SLO window that the SLO validation rejects; triage does not care.
-    info.config_path.write_text(re.sub(r"window: 6h\}", "window: 24h}", info.config_path.read_text()))
-    ingest_sandbox(info)
-    return info
+    made: dict = {}
+
+    def get(scenario, kind="sqlite"):
+        if scenario not in made:
+            info = build_sandbox(tmp_path_factory.mktemp("sb") / scenario, scenario, seed=SEED, now_ms=NOW_MS,
+                                 ingest=False)
+            # The demo on main writes a 6h SLO window that the SLO validation rejects; triage does not care.
+            info.config_path.write_text(re.sub(r"window: 6h\}", "window: 24h}", info.config_path.read_text()))
+            made[scenario] = {"files": info}
+        entry = made[scenario]
+        if kind not in entry:
+            info = entry["files"]
+            if kind != "sqlite":
+                url = make_store_url(kind)
+                path = info.config_path.with_name(f"oncall-ai-{kind}.yaml")
+                path.write_text(info.config_path.read_text().replace("store: oncall-ai.db", f"store: {url}"))
+                info = dataclasses.replace(info, config_path=path, store=url, store_path=None)
+            ingest_sandbox(info)
+            entry[kind] = info
+        return entry[kind]
+
+    return get
 
 
 def _same(a, b):
     return bool(a and b) and (a == b or (min(len(a), len(b)) >= 7 and (a.startswith(b) or b.startswith(a))))
 
 
-@pytest.mark.parametrize("scenario", KINDS)
-def test_top_hypothesis_names_the_planted_change(tmp_path_factory, run_cli, scenario):
-    info = _sandbox(tmp_path_factory.mktemp("sb"), scenario)
+@pytest.mark.parametrize("scenario,kind", [(k, "sqlite") for k in KINDS]
+                         + [(k, "clickhouse") for k in KINDS if k in ON_CLICKHOUSE])
+def test_top_hypothesis_names_the_planted_change(sandboxes, run_cli, scenario, kind):
+    info = sandboxes(scenario, kind)
     truth = info.ground_truth
     r = run_cli("--config", info.config_path, "triage", "--feature", truth["feature"], "--metric",
                 truth["metric"], "--at", truth["now"], "--json")
@@ -50,11 +79,28 @@ def test_top_hypothesis_names_the_planted_change(tmp_path_factory, run_cli, scen
     assert onset_err <= 90 * 60_000
 
 
-def test_noise_only_sandbox_raises_no_alarm(tmp_path_factory, run_cli):
-    info = _sandbox(tmp_path_factory.mktemp("sb"), "none")
+@pytest.mark.parametrize("kind", ["sqlite", "clickhouse"])
+def test_noise_only_sandbox_raises_no_alarm(sandboxes, run_cli, kind):
+    info = sandboxes("none", kind)
     r = run_cli("--config", info.config_path, "triage", "--at", info.ground_truth["now"], "--json",
                 "--fail-on-regression")
     assert r.exit_code == 0, r.stdout
     doc = json.loads(r.stdout)
     assert len(doc["findings"]) >= 6  # every feature and metric examined
     assert not any(f["regression"]["detected"] for f in doc["findings"])
+
+
+@pytest.mark.parametrize("scenario", ON_CLICKHOUSE)
+def test_same_findings_on_both_stores(sandboxes, run_cli, scenario):
+    """Every finding of a full scan, field by field: regression, onset, slices, decomposition,
+    hypotheses with their scores and evidence."""
+    from both_stores import assert_same
+
+    docs = []
+    for kind in ("sqlite", "clickhouse"):
+        info = sandboxes(scenario, kind)
+        r = run_cli("--config", info.config_path, "triage", "--at", info.ground_truth["now"], "--json")
+        assert r.exit_code == 0, r.stderr
+        docs.append(json.loads(r.stdout))
+    assert len(docs[0]["findings"]) >= 6
+    assert_same(*docs, what=scenario)
