@@ -450,7 +450,9 @@ class SQLiteStore(Store):
                                    " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
             by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
                                  r[5] or None, r[6] or None, r[7] or None, r[8] or None)
-        order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
+        # Ties broken by the id hash, not by insertion order: the same events come back on every
+        # backend (ClickHouse has no insertion order), so `limit` picks the same ones.
+        order_sql = {"ts": "e.ts, e.h", "value": "e.value, e.ts, e.h", "-ts": "e.ts DESC, e.h"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
         ranges = self._ranges(start, end)
