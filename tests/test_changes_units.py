@@ -174,3 +174,18 @@ def test_collect_changes_without_config_or_store():
 
     cs = collect_changes(None, None, 0, 1)
     assert cs.changes == [] and cs.exit_code == 0 and cs.notes
+
+
+def test_empty_commits_are_listed_with_no_footprint(run_cli, tmp_path):
+    platform = GitRepo(tmp_path / "platform")
+    platform.commit({"indexes.yaml": "kb: {version: 3}\n"}, "init", "2026-11-20T00:00:00Z")
+    rebuild = platform.commit({"indexes.yaml": "kb: {version: 3}\n"}, "kb: rebuild 3 (same version)",
+                              "2026-11-26T10:00:00Z")
+    prompts = GitRepo(tmp_path / "prompts")
+    prompts.commit({"p/a.md": "1\n"}, "init", "2026-11-20T00:00:00Z")
+    empty = prompts.commit({}, "trigger a deploy", "2026-11-26T11:00:00Z")
+    cfg = write_config(tmp_path, {"prompt_repo": "prompts", "indexes": {"repo": "platform", "file": "indexes.yaml"},
+                                  "features": {"f": {"prompts": ["p/**"], "indexes": ["kb"]}}})
+    r = run_cli("--config", cfg, "changes", "list", "--at", AT, "--json")
+    rows = [(c["id"], c["kind"], c["footprint"]) for c in json.loads(r.stdout)["changes"]]
+    assert rows == [(rebuild, "config", "none"), (empty, "prompt", "none")]

@@ -591,3 +591,18 @@ def test_store_failure_after_commit_keeps_the_commit_and_says_so(sb, bad, run_cl
     assert "recording it in the store failed" in r.stderr
     assert git(sb.prompts, "log", "-1", "--format=%B").count("judge scores fell 0.4 after this") == 1
     assert "Be accurate." in (sb.prompts / SYS).read_text()
+
+
+def test_rollback_in_a_copied_checkout(sb, bad, run_cli):
+    """A checkout copied elsewhere (stale stat data in its index) still rolls back cleanly."""
+    import shutil
+    import time
+
+    time.sleep(1.1)  # the copy's files get new mtimes, unlike the ones recorded in the index
+    copy = sb.root.parent / "copy"
+    shutil.copytree(sb.root, copy, symlinks=True)
+    cfg = (copy / "oncall-ai.yaml").read_text().replace(str(sb.store), str(copy / "oncall-ai.db"))
+    (copy / "oncall-ai.yaml").write_text(cfg)
+    r = run_cli("--config", copy / "oncall-ai.yaml", "rollback-prompt", bad, "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert "Be accurate." in (copy / "prompts" / SYS).read_text()

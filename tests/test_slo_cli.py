@@ -369,3 +369,16 @@ def test_same_answers_on_both_stores(run_cli, built, tmp_path, at):
     assert_same(out["sqlite"][1], out["clickhouse"][1], what="slo check")
     assert_same(out["sqlite"][2], out["clickhouse"][2], what="slo status")
     assert out["sqlite"][3] == out["clickhouse"][3]
+
+
+def test_check_budget_adds_the_period_and_never_changes_states(run_cli, config_file):
+    plain = json.loads(run_cli("--config", config_file(), "slo", "check", "--at", AT, "--json").stdout)
+    full = run_cli("--config", config_file(), "slo", "check", "--at", AT, "--json", "--budget")
+    full_doc = json.loads(full.stdout)
+    assert full.exit_code == plain["exit_code"] == 2
+    assert [s["state"] for s in plain["slos"]] == [s["state"] for s in full_doc["slos"]]
+    assert all(s["sli"] is None and s["budget_left"] is None for s in plain["slos"])
+    by = {s["name"]: s for s in full_doc["slos"]}
+    assert 0.98 < by["fast-schema"]["sli"] < 0.99 and by["fast-schema"]["budget_left"] < 0
+    text = run_cli("--config", config_file(), "slo", "check", "--at", AT, "--budget").stdout
+    assert "SLI 98.97% over 30d" in text

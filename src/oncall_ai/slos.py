@@ -32,7 +32,7 @@ def slo_series(all_series: Iterable[Series], slo: SLOConfig) -> list[Series]:
 
 
 def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
-                  at_ms: int) -> dict[str, dict[int, Counts]]:
+                  at_ms: int, *, period: bool = True) -> dict[str, dict[int, Counts]]:
     """Counts per SLO per window ending at at_ms, with as few store calls as possible.
 
     The windows all end at at_ms, so they nest. Each window [at - w, at) is split into
@@ -45,17 +45,22 @@ def window_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_sl
     out: dict[str, dict[int, Counts]] = {}
     h0 = at_ms - at_ms % HOUR_MS
     for slo in slos:
-        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms)}
-    for metric in sorted({slo.metric for slo in slos}):
-        group = [slo for slo in slos if slo.metric == metric and series_by_slo[slo.name]]
+        out[slo.name] = {w: Counts() for w in slo_math.windows_needed(slo.window_ms, period=period)}
+    # One pass per good rule, not per metric: metrics judged by the same rule (helpfulness and
+    # faithfulness both ">= 4") share every query, and long windows cost a scan per pass.
+    def rule_key(slo: SLOConfig) -> str:
+        return str(cfg.metric(slo.metric).good)
+
+    for key in sorted({rule_key(slo) for slo in slos}):
+        group = [slo for slo in slos if rule_key(slo) == key and series_by_slo[slo.name]]
         if not group:
             continue
-        rule = cfg.metric(metric).good
+        rule = cfg.metric(group[0].metric).good
         owners: dict[int, list[int]] = {}  # series id -> indexes (in group) of the SLOs counting it
         for i, slo in enumerate(group):
             for srs in series_by_slo[slo.name]:
                 owners.setdefault(srs.id, []).append(i)
-        needs = [set(slo_math.windows_needed(slo.window_ms)) for slo in group]
+        needs = [set(slo_math.windows_needed(slo.window_ms, period=period)) for slo in group]
         ws = sorted(set().union(*needs))
         longest = [max(n) for n in needs]
         ids_from = {w: {sid for sid, own in owners.items() if any(longest[i] >= w for i in own)} for w in ws}
@@ -143,9 +148,10 @@ def is_sampled(slo: SLOConfig, cfg: Config, series: list[Series], sample_rate: f
 
 
 def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] | None = None,
-                 details: bool = False) -> list[SLOStatus]:
+                 details: bool = False, period: bool = True) -> list[SLOStatus]:
     """Every configured SLO (or those named) at at_ms. `details` adds the sparkline and, for sampled
-    metrics, the time-to-page note (a few more store calls: `slo status`)."""
+    metrics, the time-to-page note (a few more store calls: `slo status`). Without `period` only the
+    alert windows are counted: the same states, but no SLI / budget over the whole period."""
     slos = list(cfg.slos)
     if names:
         wanted = set(names)
@@ -155,8 +161,9 @@ def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] 
         if (slo.feature, slo.metric) not in by_pair:
             by_pair[(slo.feature, slo.metric)] = store.series(slo.feature, slo.metric)
     series_by_slo = {slo.name: slo_series(by_pair[(slo.feature, slo.metric)], slo) for slo in slos}
-    counts = window_counts(store, cfg, slos, series_by_slo, at_ms)
+    counts = window_counts(store, cfg, slos, series_by_slo, at_ms, period=period or details)
     out = []
+    rate_by: dict[str, float | None] = {}
     for slo in slos:
         series = series_by_slo[slo.name]
         rate = None
@@ -164,13 +171,41 @@ def evaluate_all(store: Store, cfg: Config, at_ms: int, *, names: Iterable[str] 
                                  and not any(s.source == "judge" for s in series))
         if need_probe:
             rate = recent_sample_rate(store, series, at_ms)
+        rate_by[slo.name] = rate
         sampled = is_sampled(slo, cfg, series, rate)
         st = slo_math.evaluate(name=slo.name, feature=slo.feature, metric=slo.metric, objective=slo.objective,
                                period_ms=slo.window_ms, counts=counts[slo.name], sampled=sampled,
                                min_events=slo.min_events, severity=slo.severity)
-        if details:
-            st = _with_details(store, cfg, slo, series, st, at_ms, rate)
         out.append(st)
+    if details:
+        sparks = spark_counts(store, cfg, slos, series_by_slo, at_ms)
+        out = [_with_details(slo, st, sparks[slo.name], rate_by[slo.name], at_ms)
+               for slo, st in zip(slos, out, strict=True)]
+    return out
+
+
+def spark_counts(store: Store, cfg: Config, slos: list[SLOConfig], series_by_slo: dict[str, list[Series]],
+                 at_ms: int) -> dict[str, dict[int, Counts]]:
+    """Counts per SLO per sparkline bucket over its period: one bucketed query per good rule and
+    period for all SLOs sharing them (a scan of the period each)."""
+    out: dict[str, dict[int, Counts]] = {slo.name: {} for slo in slos}
+    groups: dict[tuple[str, int], list[SLOConfig]] = {}
+    for slo in slos:
+        if series_by_slo[slo.name]:
+            groups.setdefault((str(cfg.metric(slo.metric).good), slo.window_ms), []).append(slo)
+    for (_rule, period_ms), group in groups.items():
+        bucket = spark_bucket_ms(period_ms)
+        start = at_ms - period_ms
+        owners: dict[int, list[str]] = {}
+        for slo in group:
+            for srs in series_by_slo[slo.name]:
+                owners.setdefault(srs.id, []).append(slo.name)
+        aggs = store.aggregate(owners, start - start % bucket, at_ms, bucket_ms=bucket,
+                               good_rule=cfg.metric(group[0].metric).good)
+        for (sid, b), a in aggs.items():
+            for name in owners[sid]:
+                cells = out[name]
+                cells[b] = cells.get(b, Counts()) + Counts(a.n, a.good or 0)
     return out
 
 
@@ -179,23 +214,17 @@ def spark_bucket_ms(period_ms: int) -> int:
     return max(HOUR_MS, round(period_ms / 24 / HOUR_MS) * HOUR_MS)
 
 
-def _with_details(store: Store, cfg: Config, slo: SLOConfig, series: list[Series], st: SLOStatus,
-                  at_ms: int, rate: float | None) -> SLOStatus:
+def _with_details(slo: SLOConfig, st: SLOStatus, by_bucket: dict[int, Counts], rate: float | None,
+                  at_ms: int) -> SLOStatus:
     bucket = spark_bucket_ms(slo.window_ms)
     start = at_ms - slo.window_ms
     first = start - start % bucket
     spark: list[float | None] = []
-    if series:
-        aggs = store.aggregate([s.id for s in series], first, at_ms, bucket_ms=bucket,
-                               good_rule=cfg.metric(slo.metric).good)
-        by_bucket: dict[int, Counts] = {}
-        for (_sid, b), a in aggs.items():
-            by_bucket[b] = by_bucket.get(b, Counts()) + Counts(a.n, a.good or 0)
-        b = first
-        while b < at_ms:
-            c = by_bucket.get(b)
-            spark.append(c.good / c.n if c and c.n else None)
-            b += bucket
+    b = first
+    while b < at_ms:
+        c = by_bucket.get(b)
+        spark.append(c.good / c.n if c and c.n else None)
+        b += bucket
     note = None
     if st.sampled:
         pages = [p for p in slo_math.burn_pairs(slo.window_ms) if p.severity == "page"]

@@ -109,10 +109,9 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
                changes_fn: Callable | None = None, judge_fn: Callable | None = None) -> TriageResult:
     st = settings or TriageSettings.from_config(cfg)
     result = TriageResult(at, since, [])
-    all_series = store.series()  # every feature: shared causes are checked in the others too
-    groups: dict[tuple[str, str], list] = {}
-    for s in all_series:
-        groups.setdefault((s.feature, s.metric), []).append(s)
+    # The asked feature's series now; every other feature's only when a regression needs the
+    # cross-feature check (a big store has thousands of series per feature).
+    groups = _SeriesGroups(store, feature)
     wanted = sorted(k for k in groups if (metric is None or k[1] == metric) and (feature is None or k[0] == feature))
     if feature is not None and metric is not None and (feature, metric) not in groups:
         wanted = [(feature, metric)]
@@ -129,11 +128,25 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
     cube_cache: dict[tuple[str, str], Cube] = {}
     slice_keys = list(cfg.slices) if cfg is not None and cfg.slices else None
 
+    prefetched: dict[tuple[str, str], dict] = {}
+    prefetched_keys: set[tuple[str, str]] = set()
+    if len(wanted) > 1:
+        # A scan of many pairs: one aggregate query over all their series (one pass over the
+        # hourly rollups) instead of one index seek per series and hour for every pair.
+        sid_key = {x.id: k for k in wanted for x in groups.get(k, [])}
+        if sid_key:
+            prefetched_keys.update(wanted)
+            for (sid, b), agg in store.aggregate(list(sid_key), hist_start, at, bucket_ms=st.coarse_ms).items():
+                prefetched.setdefault(sid_key[sid], {})[(sid, b)] = agg
+
     def coarse(f: str, m: str) -> Cube:
         key = (f, m)
         if key not in cube_cache:
             series = groups.get(key, [])
-            aggs = store.aggregate([s.id for s in series], hist_start, at, bucket_ms=st.coarse_ms) if series else {}
+            if key in prefetched_keys:
+                aggs = prefetched.pop(key, {})
+            else:
+                aggs = store.aggregate([s.id for s in series], hist_start, at, bucket_ms=st.coarse_ms) if series else {}
             cube_cache[key] = Cube.from_aggregates(series, aggs, start=hist_start, end=at,
                                                    bucket_ms=st.coarse_ms, slice_keys=slice_keys)
         return cube_cache[key]
@@ -149,6 +162,26 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
     return result
 
 
+class _SeriesGroups(dict):
+    """(feature, metric) -> [Series], loading the other features lazily on first full access."""
+
+    def __init__(self, store, feature: str | None):
+        super().__init__()
+        self._store = store
+        self._complete = feature is None
+        for s in store.series(feature, None) if feature is not None else store.series():
+            self.setdefault((s.feature, s.metric), []).append(s)
+
+    def complete(self) -> _SeriesGroups:
+        if not self._complete:
+            self._complete = True
+            have = {x.id for ss in self.values() for x in ss}
+            for s in self._store.series():
+                if s.id not in have:
+                    self.setdefault((s.feature, s.metric), []).append(s)
+        return self
+
+
 def _load_changes(cfg, store, start: int, end: int, feature: str | None,
                   changes_fn: Callable | None) -> tuple[list, list[str]]:
     notes: list[str] = []
@@ -160,7 +193,8 @@ def _load_changes(cfg, store, start: int, end: int, feature: str | None,
     if cfg is None:
         notes.append("changes: no configuration, so no prompt repo, pins or recorded changes to read")
     try:
-        cs = changes_fn(cfg, store, start, end, feature=feature if cfg is not None and feature in cfg.features else None)
+        known = cfg is not None and (not cfg.features or feature in cfg.features)
+        cs = changes_fn(cfg, store, start, end, feature=feature if known else None)
     except OncallError as e:
         return [], [f"changes: {e.message}"]
     except Exception as e:  # a broken source must not take triage down at 3am
@@ -233,7 +267,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
 
     scope = loc.scope or {}
     cross = _cross_metrics(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
-    others = _other_features(feature, metric, source, groups, coarse_fn, cube, pre, post, cfg, scope)
+    others = _other_features(feature, metric, source, groups.complete(), coarse_fn, cube, pre, post, cfg, scope)
     judge_ev = None
     if source == "judge":
         judge_ev, jnote = _judge_evidence(cfg, store, feature, metric, since, at, det.onset, judge_fn)

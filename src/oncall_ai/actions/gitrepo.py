@@ -406,6 +406,9 @@ def advance(repo: GitRepo, q: Quarantine, *, ref: str, old: str, new: str, updat
             state.index_existed = repo.index_path.exists()
             state.index_bytes = repo.index_path.read_bytes() if state.index_existed else None
             state.moved_worktree = True
+            # A copied or restored checkout has stale stat data in its index, and read-tree would
+            # call its clean files "not uptodate": refresh first (content is already checked clean).
+            repo.ok("update-index", "-q", "--refresh")
             repo.run("read-tree", "-m", "-u", old, new)
             if fail_after_worktree:
                 fail_after_worktree()

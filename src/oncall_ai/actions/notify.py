@@ -368,6 +368,15 @@ def desired_severity(state: str, target: str, routes: dict[str, tuple[str, ...]]
     return None
 
 
+def worth_sending(store, statuses) -> list[str]:
+    """SLOs a notification may go out for: burning now, or with an alert open somewhere."""
+    names = {st.name for st in statuses if st.state in ("page", "ticket")}
+    for d in store.get_docs(STATE_KIND, ids=[st.name for st in statuses]):
+        if any((t or {}).get("open") for t in (d.body.get("targets") or {}).values()):
+            names.add(d.id)
+    return sorted(names)
+
+
 def notify(store, cfg, statuses, at_ms: int, *, settings: Settings | None = None, client=None,
            sleep: Callable[[float], None] = time.sleep) -> tuple[list[Sent], list[str]]:
     """Send what changed for every SLO status. Returns (sends, notes); notes say what was skipped."""

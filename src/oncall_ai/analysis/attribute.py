@@ -62,6 +62,11 @@ class AttributionParams:
     unexplained_penalty: float = 2.0  # log-evidence cost of "a cause we do not know about"
     lift_cap: float = 4.0
     timing_weight: float = 1.0
+    # Log prior odds of a change of unknown mechanism (a recorded config or ops change: timeouts,
+    # keys, rate limits) against one that changes what the feature serves (prompt, model, index,
+    # judge): such changes rarely move quality scores, and nothing in the events (version tags)
+    # can confirm that they reached the feature. e^-2: about 1 in 7.
+    unknown_mechanism_prior: float = -2.0
 
 
 @dataclass
@@ -320,11 +325,19 @@ class _VersionIndex:
         if fname not in self._strata:
             fi = VERSION_FIELDS.index(fname)
             out: dict = {}
-            for cube in self.cubes:
+            # Fine buckets replace the coarse buckets they overlap (the same events must not be
+            # compared twice, which would halve the standard error).
+            f0 = f1 = None
+            if len(self.cubes) > 1 and self.cubes[1].n_buckets:
+                f0, f1 = self.cubes[1].time_of(0), self.cubes[1].time_of(self.cubes[1].n_buckets)
+            for ci, cube in enumerate(self.cubes):
                 cells = self.scope[id(cube)]
                 for r in cube.rows:
                     v = r.versions[fi]
                     if v is None or r.cell not in cells:
+                        continue
+                    if ci == 0 and f0 is not None and cube.time_of(r.bucket) < f1 and \
+                            cube.time_of(r.bucket + 1) > f0:
                         continue
                     m = out.setdefault((id(cube), r.bucket, cube.cells[r.cell]), {}).setdefault(v, Moments())
                     m.add(r.n, r.s, r.ss)
@@ -608,6 +621,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
             comp["user_signals"] = 1.0
             ev.append(cross_words)
         _shared_terms(cand, inp, comp, ev)
+        if cand.kind == "recorded_change":
+            comp["prior"] = p.unknown_mechanism_prior
+            ev.append(f"a {getattr(ch, 'kind', 'recorded')} change: how it would move {inp.metric} is unknown "
+                      f"(no version of it shows in the events)")
         if mostly_mix:
             comp["mix"] = -4.0
             ev.append("most of the drop is traffic mix, which a product change does not move")

@@ -142,9 +142,11 @@ def period_problem(period_ms: int) -> str | None:
     return None
 
 
-def windows_needed(period_ms: int) -> tuple[int, ...]:
-    """Every window (ending at `at`) whose counts an evaluation needs, shortest first."""
-    ws = {period_ms}
+def windows_needed(period_ms: int, *, period: bool = True) -> tuple[int, ...]:
+    """Every window (ending at `at`) whose counts an evaluation needs, shortest first. Without
+    `period`, only the alert windows: the state does not depend on the whole period (SLI and
+    budget left do), and on a big store a 30-day window costs more than all alert windows."""
+    ws = {period_ms} if period else set()
     for p in burn_pairs(period_ms):
         ws.add(p.long_ms)
         ws.add(p.short_ms)
@@ -288,15 +290,18 @@ def evaluate(*, name: str, feature: str, metric: str, objective: float, period_m
              counts: Mapping[int, Counts], sampled: bool, min_events: int = 0,
              severity: str = "page") -> SLOStatus:
     """State of one SLO from its counts per window (window ms -> Counts, ending at the same `at`).
-    `counts` must hold every window of `windows_needed(period_ms)`."""
+    `counts` must hold every window of `windows_needed(period_ms)`; without the period itself
+    (`windows_needed(period_ms, period=False)`) the state is the same and sli / budget_left are None."""
     budget = 1.0 - objective
     me = effective_min_events(min_events, sampled)
-    stats = {w: window_stat(w, counts.get(w, Counts()), budget, sampled) for w in windows_needed(period_ms)}
+    has_period = period_ms in counts
+    stats = {w: window_stat(w, counts.get(w, Counts()), budget, sampled)
+             for w in windows_needed(period_ms, period=has_period)}
     pairs = tuple(_pair_status(p, stats[p.long_ms], stats[p.short_ms], budget, sampled, me)
                   for p in burn_pairs(period_ms))
-    period = stats[period_ms]
-    sli = None if not period.n else 1.0 - (period.bad_ratio or 0.0)
-    budget_left = None if period.bad_ratio is None else 1.0 - period.bad_ratio / budget
+    period = stats[period_ms] if has_period else stats[max(stats)]
+    sli = None if not period.n or not has_period else 1.0 - (period.bad_ratio or 0.0)
+    budget_left = None if period.bad_ratio is None or not has_period else 1.0 - period.bad_ratio / budget
 
     firing = [p for p in pairs if p.firing]
     evaluable = [p for p in pairs if p.evaluable]
@@ -312,7 +317,8 @@ def evaluate(*, name: str, feature: str, metric: str, objective: float, period_m
     elif not evaluable:
         state = "no_data"
         if not period.n:
-            reasons = [f"no events in the SLO window ({_fmt_w(period_ms)})"]
+            reasons = [f"no events in the {'SLO' if has_period else 'longest alert'} window "
+                       f"({_fmt_w(period.window_ms)})"]
         else:
             longest = max(pairs, key=lambda p: p.pair.long_ms)
             reasons = [f"too few events: {longest.long.n} over {_fmt_w(longest.pair.long_ms)} "

@@ -186,7 +186,7 @@ def record_cmd(
 @changes_app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines of recorded changes (CONTRACT.md section 3); - reads stdin.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines of recorded changes ({id, ts, kind, target, features, from, to, by, summary, rollback}); - reads stdin.")],
 ):
     """Import recorded changes from JSON Lines. Every valid record is stored (ids already stored are
     skipped); each rejected one is named with file:line and the reason, and the exit status is 1."""

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from oncall_ai.commands import AtOpt, get_context
+from oncall_ai.commands import get_context
 
 DEFAULT_DIR = "oncall-ai-demo"
 
@@ -20,11 +20,12 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     ctx: typer.Context,
-    dir: Annotated[str, typer.Argument(metavar="[DIR]", help=f"Folder for the sandbox (default: ./{DEFAULT_DIR}).")] = DEFAULT_DIR,
+    dir: Annotated[str, typer.Argument(metavar="DIR", help=f"Folder for the sandbox (default: ./{DEFAULT_DIR}).")] = DEFAULT_DIR,
     scenario: Annotated[str, typer.Option("--scenario", "-s", metavar="KIND",
                                           help="The incident to plant (see --list-scenarios).")] = "prompt_change",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed: same seed, same sandbox.")] = 1,
-    at: AtOpt = None,
+    at: Annotated[str | None, typer.Option("--at", metavar="TIME", help="The sandbox's now: its events end here "
+                                           "(RFC 3339 or epoch seconds; default: now, rounded down to 5 minutes).")] = None,
     run: Annotated[bool, typer.Option("--run", help="Then run `oncall-ai triage` in the sandbox.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Build in a non-empty DIR; a previous sandbox's files "
                                                         "there are replaced, other files are left alone.")] = False,

@@ -24,8 +24,9 @@ def ingest(
     max_line_bytes: Annotated[int, typer.Option("--max-line-bytes", metavar="N", help="Reject lines longer than this.")] = 1 << 20,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> int:
-    """Store eval events (CONTRACT.md section 1). Every valid record is stored; every invalid one is
-    named with file:line and reason. Exit 0 when none was rejected, 1 when any was, 2 for a missing
+    """Store eval events: one JSON object a line with ts, feature, metric, value (required) and id,
+    source, request_id, slice, model_id, prompt_version, index_version, judge_id, sample_rate, input,
+    output. Every valid record is stored; every invalid one is named with file:line and reason. Exit 0 when none was rejected, 1 when any was, 2 for a missing
     file or bad config. Re-running is safe: records already stored (same id) are skipped."""
     from oncall_ai.ingest import REJECTS_SHOWN, ingest_files
     from oncall_ai.report.console import progress_enabled

@@ -70,9 +70,13 @@ def status(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, name
 @slo_app.command("check")
 def check(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, names: NameOpt = None,
           notify: Annotated[bool, typer.Option("--notify", help="Send changes to Slack / PagerDuty (config `notify:`).")] = False,
+          budget: Annotated[bool, typer.Option("--budget", help="Also count each SLO's whole period for the SLI and budget left (slower on big stores).")] = False,
           ) -> int:
     """One line per SLO, for cron and CI. Exit 0 ok, 1 ticket, 2 page, 3 unknown (no data, or a
-    broken config or store). With --notify, triggers and resolves alerts where the state changed."""
+    broken config or store). With --notify, triggers and resolves alerts where the state changed.
+
+    The state needs only the alert windows (up to 3 days for a 30-day SLO), so by default only those
+    are counted; --budget (and every notification) adds the SLI and budget over the whole period."""
     from oncall_ai.errors import OncallError
     from oncall_ai.report.console import print_error, warn
     from oncall_ai.report.slo import check_json, check_lines
@@ -85,11 +89,17 @@ def check(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, names
         c, cfg = _load(ctx, names)
         at_ms = resolve_at(at)
         store = c.store(create=False)
-        statuses = evaluate_all(store, cfg, at_ms, names=names)
+        statuses = evaluate_all(store, cfg, at_ms, names=names, period=budget)
         sends, notes = [], []
         if notify:
             from oncall_ai.actions.notify import notify as send
+            from oncall_ai.actions.notify import worth_sending
 
+            if not budget:  # messages carry the SLI and budget: count the period for those SLOs
+                again = worth_sending(store, statuses)
+                if again:
+                    fuller = {st.name: st for st in evaluate_all(store, cfg, at_ms, names=again)}
+                    statuses = [fuller.get(st.name, st) for st in statuses]
             sends, notes = send(store, cfg, statuses, at_ms)
     except OncallError as e:
         print_error(e)

@@ -29,7 +29,10 @@ def one_line(st) -> str:
     """`PAGE name: why` - Nagios-style, short enough for a pager."""
     word = STATE_WORD.get(st.state, st.state.upper())
     period = format_duration(st.period_ms)
-    tail = f"SLI {_pct(st.sli)} over {period} (objective {st.objective * 100:g}%), budget left {_pct(st.budget_left, 0)}"
+    if st.sli is not None:
+        tail = f"SLI {_pct(st.sli)} over {period} (objective {st.objective * 100:g}%), budget left {_pct(st.budget_left, 0)}"
+    else:  # `slo check` without --budget counts only the alert windows
+        tail = f"objective {st.objective * 100:g}% over {period}"
     if st.state in ("page", "ticket"):
         firing = [p for p in st.pairs if p.firing]
         firing = [p for p in firing if p.pair.severity == firing[0].pair.severity][:1]

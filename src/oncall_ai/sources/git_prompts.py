@@ -136,7 +136,9 @@ def prompt_changes(repo, repo_path: Path, features: dict, start_ms: int, end_ms:
                 if p not in excluded and p not in paths:
                     paths.append(p)
         if not paths:
-            continue  # an empty commit, or one that only touched files another source reports
+            if not c.files:  # an empty commit: listed (it is an event), affecting nothing
+                planned.append((c, "empty", []))
+            continue  # else it only touched files another source reports
         judge_paths = [p for p in paths if p in rubrics]
         prompt_paths = [p for p in paths if p not in rubrics]
         if prompt_paths:
@@ -154,6 +156,13 @@ def prompt_changes(repo, repo_path: Path, features: dict, start_ms: int, end_ms:
     source = f"git:{repo_path}"
     result = PromptSourceResult(commits=commits)
     for c, kind, paths in planned:
+        if kind == "empty":
+            result.changes.append(Change(
+                id=c.sha, kind="prompt", target=c.subject or "(empty commit)", features=(), at=c.at,
+                by=c.by, summary=f"{c.subject} (empty commit: no file changed)", source=source,
+                rollback=None, details={"subject": c.subject, "message": c.message, "empty": True,
+                                        "authored_at": c.authored_at, "footprint": "none"}))
+            continue
         diff = None
         if with_diffs:
             diff = cap_diff(patch_for_paths(patches.get(c.sha, ""), set(paths))) or None

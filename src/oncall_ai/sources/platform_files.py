@@ -198,7 +198,14 @@ def other_changes(repo_path: Path, window: RepoWindow, files: list[str]) -> list
     platform = set(files)
     for c in reversed(window.commits):
         paths = [p for f in c.files for p in f.all_paths]
-        if not paths or platform & set(paths):
+        if platform & set(paths):
+            continue
+        if not paths:  # an empty commit (a pipeline recording a rebuild that changed nothing)
+            out.append(Change(
+                id=c.sha, kind="config", target=c.subject or "(empty commit)", features=(), at=c.at, by=c.by,
+                summary=f"{c.subject} (empty commit: no file changed)", source=f"git:{repo_path}",
+                rollback=None, details={"subject": c.subject, "message": c.message, "empty": True,
+                                        "authored_at": c.authored_at, "footprint": "none"}))
             continue
         diff = cap_diff(patch_for_paths(window.patches.get(c.sha, ""), set(paths))) or None \
             if window.patches is not None else None

@@ -75,6 +75,16 @@ def detect_switches(store, start_ms: int, end_ms: int, *, features: set[str] | N
         return []
     ids = sorted({i for vals in groups.values() for lst in vals.values() for i in lst})
     q_start = _floor(start_ms - lookback_ms, HOUR_MS)
+    # Only a group with two or more values in traffic over the range can switch: one total per
+    # series (cheap: no time buckets) keeps the hourly read to those groups' active values. On a
+    # large store most groups hold one version for the whole week, and the hourly read dominates.
+    totals = store.aggregate(ids, q_start, end_ms)
+    active = {sid for (sid, _b), agg in totals.items() if agg.n}
+    groups = {g: act for g, vals in groups.items()
+              if len(act := {v: sids for v, sids in vals.items() if any(i in active for i in sids)}) > 1}
+    if not groups:
+        return []
+    ids = sorted({i for vals in groups.values() for lst in vals.values() for i in lst})
     cells = store.aggregate(ids, q_start, end_ms, bucket_ms=HOUR_MS)
     per_series: dict[int, dict[int, int]] = defaultdict(dict)
     for (sid, bucket), agg in cells.items():

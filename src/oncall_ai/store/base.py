@@ -129,7 +129,7 @@ class Series:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Agg:
     """Additive aggregate of a set of events."""
 

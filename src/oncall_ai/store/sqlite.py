@@ -172,9 +172,17 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
             if _pending_migrations(self.conn):
                 _apply_migrations(self.conn)
+            tables = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = {"series", "event_keys", "events", "event_ranges", "rollup_1h", "docs"} - tables
+            if missing:
+                raise StoreError(
+                    f"store {path}: made by a pre-release build of oncall-ai (no {', '.join(sorted(missing))} table)",
+                    hint="ingest your events again into a new store file")
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {path}: not a usable SQLite database ({e})") from None
         self._series_by_key: dict[tuple, int] | None = None
+        self._series_cache: list[Series] | None = None
+        self._series_by_id: dict[int, Series] = {}
         self._rules: dict[str, str] | None = None
 
     # --- series -----------------------------------------------------------------------
@@ -189,24 +197,23 @@ class SQLiteStore(Store):
         return self._series_by_key
 
     def series(self, feature: str | None = None, metric: str | None = None) -> list[Series]:
-        sql = "SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version, judge_id FROM series"
-        where, args = [], []
-        if feature is not None:
-            where.append("feature = ?")
-            args.append(feature)
-        if metric is not None:
-            where.append("metric = ?")
-            args.append(metric)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        out = []
-        slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
-        for r in self.conn.execute(sql + " ORDER BY id", args):
-            sl = slices.get(r[4])
-            if sl is None:
-                sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
-            out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
-        return out
+        # Loaded once per store object (thousands of rows at most) and kept until a write adds
+        # series: triage and scores ask many times per command.
+        if self._series_cache is None:
+            out = []
+            slices: dict[str, tuple] = {}  # few distinct slice texts: parse each once
+            for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, "
+                                       "index_version, judge_id FROM series ORDER BY id"):
+                sl = slices.get(r[4])
+                if sl is None:
+                    sl = slices[r[4]] = tuple(tuple(kv) for kv in orjson.loads(r[4]))
+                out.append(Series(r[0], r[1], r[2], r[3], sl, r[5] or None, r[6] or None, r[7] or None, r[8] or None))
+            self._series_cache = out
+            self._series_by_id = {x.id: x for x in out}
+        if feature is None and metric is None:
+            return list(self._series_cache)
+        return [x for x in self._series_cache
+                if (feature is None or x.feature == feature) and (metric is None or x.metric == metric)]
 
     # --- writing ----------------------------------------------------------------------
     def _rollup_rules(self) -> dict[str, str]:
@@ -286,6 +293,7 @@ class SQLiteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._series_by_key = None
+            self._series_cache = None
             self._rules = None
             raise
         return n
@@ -297,6 +305,7 @@ class SQLiteStore(Store):
             (key[0], key[1], key[2], orjson.dumps(key[3]).decode(), key[4] or "", key[5] or "",
              key[6] or "", key[7] or ""))
         self._series_by_key[key] = cur.lastrowid
+        self._series_cache = None
         return cur.lastrowid
 
     def _check_rules(self, rule_of: dict, rules: dict) -> None:
@@ -430,13 +439,14 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _merge(rows, result) -> None:
+        get = result.get
         for sid, b, n, s, ss, g in rows:
-            agg = Agg(n, s, ss, None if g is None else int(g))
             key = (sid, b)
-            if key in result:
-                result[key].add(agg)
+            agg = get(key)
+            if agg is None:
+                result[key] = Agg(n, s, ss, None if g is None else int(g))
             else:
-                result[key] = agg
+                agg.add(Agg(n, s, ss, None if g is None else int(g)))
 
     def events(self, series_ids: Iterable[int], start: int, end: int, *, order: str = "ts",
                limit: int | None = None, with_text: bool = False) -> list[EventRecord]:
@@ -444,12 +454,8 @@ class SQLiteStore(Store):
         if not ids or end <= start:
             return []
         self._use_series(ids)
-        # Only the series asked for (loading every series per call made `slo check` slow).
-        by_id = {}
-        for r in self.conn.execute("SELECT id, feature, metric, source, slice, model_id, prompt_version, index_version,"
-                                   " judge_id FROM series WHERE id IN (SELECT id FROM q_series)"):
-            by_id[r[0]] = Series(r[0], r[1], r[2], r[3], tuple(tuple(kv) for kv in orjson.loads(r[4])),
-                                 r[5] or None, r[6] or None, r[7] or None, r[8] or None)
+        self.series()  # fills the id index
+        by_id = {i: self._series_by_id[i] for i in ids if i in self._series_by_id}
         # Ties broken by the id hash, not by insertion order: the same events come back on every
         # backend (ClickHouse has no insertion order), so `limit` picks the same ones.
         order_sql = {"ts": "e.ts, e.h", "value": "e.value, e.ts, e.h", "-ts": "e.ts DESC, e.h"}.get(order)
