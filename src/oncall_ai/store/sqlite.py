@@ -500,7 +500,9 @@ class SQLiteStore(Store):
         self._use_series(ids)
         self.series()  # fills the id index
         by_id = {i: self._series_by_id[i] for i in ids if i in self._series_by_id}
-        order_sql = {"ts": "e.ts, e.rowid", "value": "e.value, e.ts, e.rowid", "-ts": "e.ts DESC, e.rowid"}.get(order)
+        # Ties broken by the id hash, not by insertion order: the same events come back on every
+        # backend (ClickHouse has no insertion order), so `limit` picks the same ones.
+        order_sql = {"ts": "e.ts, e.h", "value": "e.value, e.ts, e.h", "-ts": "e.ts DESC, e.h"}.get(order)
         if order_sql is None:
             raise ValueError(f"order must be ts, -ts or value, not {order!r}")
         ranges = self._ranges(start, end)
