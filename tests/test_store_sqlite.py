@@ -27,6 +27,7 @@ def test_unusable_store_files(run_cli, tmp_path, make, message):
     assert message in r.stderr and str(p) in r.stderr and "Traceback" not in r.stderr
 
 
-def test_store_in_a_missing_folder(run_cli, tmp_path):
-    r = run_cli("--store", tmp_path / "nope" / "s.db", "scores")
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+@pytest.mark.parametrize("command", [("scores",), ("triage",), ("ingest", "-")])
+def test_store_in_a_missing_folder(run_cli, tmp_path, command):
+    r = run_cli("--store", tmp_path / "nope" / "s.db", *command, input="")
+    assert r.exit_code == 2 and f"folder {tmp_path / 'nope'} does not exist" in r.stderr

@@ -157,12 +157,12 @@ class SQLiteStore(Store):
     def __init__(self, path: str, *, create: bool = True):
         self.url = path
         p = Path(path)
+        if not p.parent.exists():
+            raise StoreError(f"store {path}: folder {p.parent} does not exist")
         if not create and not p.exists():
             raise StoreError(f"store {path}: no such file", hint="ingest some events first, or check `store:` in the config")
         if p.exists() and p.is_dir():
             raise StoreError(f"store {path}: is a folder, not a SQLite file")
-        if not p.parent.exists():
-            raise StoreError(f"store {path}: folder {p.parent} does not exist")
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
