@@ -140,8 +140,10 @@ def import_run_file(cfg, store, path: str, *, items: dict[str, CalibrationItem] 
     contradicting a stored score is an error (runs are immutable: import under a new run_id)."""
     items = items if items is not None else load_calibration_set(cfg)
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"{path}: file not found")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder, not a JSON Lines file")
     scales = {name: m.scale for name, m in cfg.metrics.items()}
     errors: list[str] = []
     rows: dict[str, dict] = {}  # doc id -> body
