@@ -569,3 +569,11 @@ def test_cli_run_without_triage_notes_the_skip(tmp_path, run_cli):
         assert "skipped --run" in r.stderr
     else:
         assert "$ oncall-ai triage" in r.stdout
+
+
+def test_cli_folder_that_cannot_be_created_is_a_usage_error(tmp_path, run_cli):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    r = run_cli("demo", blocker / "sandbox")
+    assert r.exit_code == 2 and "cannot create the folder" in r.stderr and "Traceback" not in r.stderr
+    assert blocker.read_text() == "not a folder\n"
