@@ -28,7 +28,7 @@ def items_for(n: int, *, metric: str = "helpfulness", scores=None) -> list[dict]
 
 
 def build_project(root: Path, *, api: dict | None, items: list[dict], judges: dict | None = None,
-                  metrics: dict | None = None) -> Path:
+                  metrics: dict | None = None, store: str = "oncall-ai.db") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     prompts = git.Repo.init(root / "prompts")
     commit_file(prompts, "judges/helpfulness.md", RUBRIC_V1, "judge rubric v1")
@@ -40,7 +40,7 @@ def build_project(root: Path, *, api: dict | None, items: list[dict], judges: di
     cal.parent.mkdir(parents=True, exist_ok=True)
     cal.write_text("".join(json.dumps(it) + "\n" for it in items), encoding="utf-8")
     cfg = {
-        "store": "oncall-ai.db",
+        "store": store,
         "prompt_repo": "prompts",
         "judges": {"repo": "platform", "file": "judges.yaml"},
         "metrics": metrics or {"helpfulness": {"source": "judge", "good": ">= 4", "scale": [1, 5]}},

@@ -5,6 +5,10 @@ The scenario is `prompt_change_slice`, seed 3, at a fixed time T0: a prompt comm
 summarizer/helpfulness in language=de about 19 hours before T0 (ground_truth.json says which
 commit). Everything after T0 (incidents, the rollback) happens at times the tests choose, with the
 clock of the commands pinned (`pinned_clock`), so every run of the suite sees the same data.
+
+`sandbox_copy(..., store=URL)` puts the copy's data in another store (a fresh ClickHouse database
+from conftest's `make_store_url`): the same files ingested the way the demo ingests them, and the
+copy's config pointing there.
 """
 
 from __future__ import annotations
@@ -66,14 +70,37 @@ def pristine(tmp_path_factory) -> Path:
     return _PRISTINE[SCENARIO]
 
 
-def sandbox_copy(tmp_path_factory, name: str) -> Path:
+def sandbox_copy(tmp_path_factory, name: str, store: str | None = None) -> Path:
     src = pristine(tmp_path_factory)
     dst = tmp_path_factory.mktemp(name) / "sb"
     shutil.copytree(src, dst, symlinks=True)
     for repo in ("prompts", "platform"):
         # A copied working tree has new file stats: refresh the index so git sees it clean.
         subprocess.run(["git", "-C", str(dst / repo), "update-index", "-q", "--refresh"], check=False)
+    if store is not None:
+        from types import SimpleNamespace
+
+        from oncall_ai.demo import ingest_sandbox
+
+        for f in dst.glob("oncall-ai.db*"):
+            f.unlink()
+        config = dst / "oncall-ai.yaml"
+        text = config.read_text()
+        assert "\nstore: oncall-ai.db\n" in text
+        config.write_text(text.replace("\nstore: oncall-ai.db\n", f"\nstore: {json.dumps(store)}\n"))
+        with isolated(dst.parent / "home"):
+            ingest_sandbox(SimpleNamespace(config_path=config, store=store,
+                                           event_files=sorted((dst / "events").glob("*.jsonl.gz")),
+                                           changes_path=dst / "changes.jsonl",
+                                           calibration_runs=dst / "calibration" / "runs.jsonl"))
     return dst
+
+
+def store_of(sb: Path) -> str:
+    """The store the sandbox's config names (its SQLite file, or a ClickHouse URL)."""
+    from oncall_ai.config import load_config
+
+    return load_config(sb / "oncall-ai.yaml").store
 
 
 def ground_truth(sb: Path) -> dict:

@@ -1,5 +1,5 @@
-"""Versions seen changing in traffic (events in a real SQLite store): switch times, canary ramps,
-provider-side model changes, and links to the git changes that explain a switch."""
+"""Versions seen changing in traffic (events in a real store, SQLite and ClickHouse): switch times,
+canary ramps, provider-side model changes, and links to the git changes that explain a switch."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _stable_fraction(i: int) -> float:
     return int.from_bytes(hashlib.sha256(str(i).encode()).digest()[:4], "big") / 2**32
 
 
-def _config(tmp_path, **extra):
+def _config(tmp_path, store, **extra):
     data = {
-        "store": "oncall-ai.db",
+        "store": store,
         "features": {"summarizer": {"model": "summarizer", "indexes": ["kb-docs"]},
                      "support": {"model": "support"}},
         "metrics": {"helpfulness": {"source": "judge", "good": ">= 4"}},
@@ -53,8 +53,8 @@ def _collect(cfg_path, **kw):
     ("2026-11-26T09:58:20Z", 30),
     ("2026-11-26T21:33:00Z", 75),   # sparser: coarser buckets
 ])
-def test_provider_side_model_change_switch_time_within_one_bucket(tmp_path, switch_at, every_s):
-    cfg = _config(tmp_path)
+def test_provider_side_model_change_switch_time_within_one_bucket(store_url, tmp_path, switch_at, every_s):
+    cfg = _config(tmp_path, store_url)
     sw = _ms(switch_at)
     add_events(cfg, traffic("summarizer", START_MS - 24 * HOUR, AT_MS, every_ms=every_s * 1000,
                             version_at=lambda t, i: "sonnet-2026-09-01" if t < sw else "sonnet-2026-11-15"))
@@ -73,8 +73,8 @@ def test_provider_side_model_change_switch_time_within_one_bucket(tmp_path, swit
     assert c.source == "traffic" and c.rollback is None
 
 
-def test_provider_change_on_one_alias_for_two_features_is_one_change(tmp_path, run_cli):
-    cfg = _config(tmp_path)
+def test_provider_change_on_one_alias_for_two_features_is_one_change(store_url, tmp_path, run_cli):
+    cfg = _config(tmp_path, store_url)
     sw = _ms("2026-11-26T16:07:00Z")
     for f in ("summarizer", "support"):
         add_events(cfg, traffic(f, START_MS - 6 * HOUR, AT_MS, every_ms=30_000,
@@ -93,8 +93,8 @@ def test_provider_change_on_one_alias_for_two_features_is_one_change(tmp_path, r
     assert "sonnet-b" in show.stdout
 
 
-def test_canary_ramp_share_and_fifty_percent_crossing(tmp_path):
-    cfg = _config(tmp_path)
+def test_canary_ramp_share_and_fifty_percent_crossing(store_url, tmp_path):
+    cfg = _config(tmp_path, store_url)
     ramp = [(_ms("2026-11-26T10:00:00Z"), 0.1), (_ms("2026-11-26T11:00:00Z"), 0.3),
             (_ms("2026-11-26T12:00:00Z"), 0.7), (_ms("2026-11-26T13:00:00Z"), 1.0)]
 
@@ -119,8 +119,8 @@ def test_canary_ramp_share_and_fifty_percent_crossing(tmp_path):
     assert "ramped" in c.summary
 
 
-def test_a_canary_that_never_passed_half_is_a_partial_rollout(tmp_path):
-    cfg = _config(tmp_path)
+def test_a_canary_that_never_passed_half_is_a_partial_rollout(store_url, tmp_path):
+    cfg = _config(tmp_path, store_url)
     start = _ms("2026-11-26T20:10:00Z")
     add_events(cfg, traffic("support", START_MS - 6 * HOUR, AT_MS, every_ms=20_000, field="prompt_version",
                             version_at=lambda t, i: "b" * 40 if t >= start and _stable_fraction(i) < 0.2 else "a" * 40))
@@ -132,8 +132,8 @@ def test_a_canary_that_never_passed_half_is_a_partial_rollout(tmp_path):
     assert "partial rollout" in c.summary
 
 
-def test_a_steady_fifty_fifty_split_is_not_a_change(tmp_path):
-    cfg = _config(tmp_path)
+def test_a_steady_fifty_fifty_split_is_not_a_change(store_url, tmp_path):
+    cfg = _config(tmp_path, store_url)
     add_events(cfg, traffic("support", START_MS - 24 * HOUR, AT_MS, every_ms=60_000, field="judge_id",
                             version_at=lambda t, i: "judge-a" if _stable_fraction(i) < 0.5 else "judge-b"))
     assert _collect(cfg).changes == []
@@ -150,12 +150,12 @@ def _git_platform(tmp_path):
     return platform, pin, idx
 
 
-def test_switches_explained_by_git_changes_are_linked_not_listed(tmp_path, run_cli):
+def test_switches_explained_by_git_changes_are_linked_not_listed(store_url, tmp_path, run_cli):
     _, pin, idx = _git_platform(tmp_path)
     prompts = GitRepo(tmp_path / "prompts")
     p0 = prompts.commit({"p/s.md": "1\n"}, "init", "2026-11-20T00:00:00Z")
     p1 = prompts.commit({"p/s.md": "2\n"}, "summarizer prompt", "2026-11-26T14:05:00Z")
-    cfg = _config(tmp_path, prompt_repo="prompts", pins={"repo": "platform", "file": "models.yaml"},
+    cfg = _config(tmp_path, store_url, prompt_repo="prompts", pins={"repo": "platform", "file": "models.yaml"},
                   indexes={"repo": "platform", "file": "indexes.yaml"})
     cfg_data = load_config(cfg).raw
     cfg_data["features"]["summarizer"]["prompts"] = ["p/**"]
@@ -181,11 +181,11 @@ def test_switches_explained_by_git_changes_are_linked_not_listed(tmp_path, run_c
     assert "seen in traffic: summarizer model_id sonnet-2026-09-01 -> sonnet-2026-11-15" in text.stdout
 
 
-def test_provider_change_after_a_pin_change_is_still_provider_side(tmp_path):
+def test_provider_change_after_a_pin_change_is_still_provider_side(store_url, tmp_path):
     """support is on a floating alias; the summarizer pin moved, support's served model moved hours
     later with no pin change: only the summarizer switch is explained."""
     _, pin, _ = _git_platform(tmp_path)
-    cfg = _config(tmp_path, pins={"repo": "platform", "file": "models.yaml"})
+    cfg = _config(tmp_path, store_url, pins={"repo": "platform", "file": "models.yaml"})
     sw = _ms("2026-11-26T18:31:00Z")
     add_events(cfg, traffic("support", START_MS - 6 * HOUR, AT_MS, every_ms=30_000,
                             version_at=lambda t, i: "sonnet-2026-09-01" if t < sw else "sonnet-2026-11-15"))
@@ -197,14 +197,59 @@ def test_provider_change_after_a_pin_change_is_still_provider_side(tmp_path):
     assert abs(prov[0].at - sw) <= prov[0].details["traffic"]["resolution_ms"]
 
 
-def test_judge_features_come_from_events(tmp_path):
+def test_judge_features_come_from_events(store_url, tmp_path):
     """A judge config change affects the features that have events of that metric."""
     platform = GitRepo(tmp_path / "platform")
     platform.commit({"judges.yaml": "helpfulness: {model: j1}\nfaithfulness: {model: j1}\n"}, "init", "2026-11-20T00:00:00Z")
     sha = platform.commit({"judges.yaml": "helpfulness: {model: j2}\nfaithfulness: {model: j2}\n"}, "judges",
                           "2026-11-26T10:00:00Z")
-    cfg = _config(tmp_path, judges={"repo": "platform", "file": "judges.yaml"})
+    cfg = _config(tmp_path, store_url, judges={"repo": "platform", "file": "judges.yaml"})
     add_events(cfg, traffic("support", START_MS, START_MS + HOUR, every_ms=60_000, version_at=lambda t, i: "m"))
     cs = _collect(cfg)
     got = {c.target: c.features for c in cs.changes if c.id == sha}
     assert got == {"helpfulness": ("support",), "faithfulness": ()}  # no events: every feature
+
+
+def test_same_changes_on_both_stores(tmp_path, make_store_url, run_cli):
+    """Provider-side switches, a canary ramp, a partial rollout, a steady split and sparse traffic in
+    one SQLite and one ClickHouse store: `changes list --json` and `changes show` print the same."""
+    from both_stores import assert_same, strip
+
+    sw = _ms("2026-11-26T16:07:00Z")
+    ramp = [(_ms("2026-11-26T10:00:00Z"), 0.1), (_ms("2026-11-26T11:20:00Z"), 0.4), (_ms("2026-11-26T12:40:00Z"), 1.0)]
+    partial = _ms("2026-11-26T20:10:00Z")
+
+    def ramped(t, i):
+        share = max([s for since, s in ramp if t >= since], default=0.0)
+        return "idx-2" if _stable_fraction(i) < share else "idx-1"
+
+    records = (
+        traffic("summarizer", START_MS - 24 * HOUR, AT_MS, every_ms=30_000,
+                version_at=lambda t, i: "sonnet-a" if t < sw else "sonnet-b")
+        + traffic("summarizer", START_MS - 6 * HOUR, AT_MS, every_ms=20_000, field="index_version",
+                  version_at=ramped, prefix="idx")
+        + traffic("support", START_MS - 6 * HOUR, AT_MS, every_ms=20_000, field="prompt_version", prefix="p",
+                  version_at=lambda t, i: "b" * 40 if t >= partial and _stable_fraction(i) < 0.2 else "a" * 40)
+        + traffic("support", START_MS - 24 * HOUR, AT_MS, every_ms=60_000, field="judge_id", prefix="j",
+                  version_at=lambda t, i: "judge-a" if _stable_fraction(i) < 0.5 else "judge-b")
+        + traffic("support", START_MS - 24 * HOUR, AT_MS, every_ms=75_000, metric="thumbs_down", value=0.0,
+                  version_at=lambda t, i: "haiku-3" if t < _ms("2026-11-26T21:33:00Z") else "haiku-4")
+    )
+    out = {}
+    for kind in ("sqlite", "clickhouse"):
+        url = make_store_url(kind)
+        folder = tmp_path / kind
+        folder.mkdir()
+        cfg = _config(folder, url, metrics={"helpfulness": {"source": "judge", "good": ">= 4"},
+                                            "thumbs_down": {"source": "user", "good": "== 0"}})
+        add_events(cfg, records)
+        listed = run_cli("--config", cfg, "changes", "list", "--at", AT, "--json")
+        assert listed.exit_code == 0, listed.stderr
+        doc = strip(json.loads(listed.stdout), url)
+        shown = [run_cli("--config", cfg, "changes", "show", c["id"]).stdout for c in doc["changes"]]
+        out[kind] = (doc, shown)
+    doc, shown = out["sqlite"]
+    assert sorted((c["kind"], c["features"][0], bool(c["details"].get("partial"))) for c in doc["changes"]) == [
+        ("index", "summarizer", False), ("model", "summarizer", False), ("model", "support", False),
+        ("prompt", "support", True)]
+    assert_same(out["sqlite"], out["clickhouse"], what="changes list/show")

@@ -1,9 +1,11 @@
 """`oncall-ai digest` on the demo sandbox after a triage, an incident, a rollback and a resolve:
 every section against an independent source (the other commands, git, the raw event files),
-stable Markdown, the JSON envelope, the Slack post, and sections that are not configured."""
+stable Markdown, the JSON envelope, the Slack post, and sections that are not configured. The
+flow runs on SQLite and on ClickHouse, and both digests are the same."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -28,38 +30,60 @@ from sandbox_helpers import (
     pinned_clock,
     raw_events,
     sandbox_copy,
+    store_of,
 )
 
 TD = T0 + 2 * HOUR  # the handoff: two hours after the page
 NEW_RERANK = "vendor-a/atlas-small-2026-11-20"
 
 
+def _flow(tmp_path_factory, stack, store):
+    """Open an incident from triage, ack, roll back, move a pin, resolve, open another; then the
+    digest (Markdown and JSON) two hours after the page. `store`: None for the sandbox's SQLite."""
+    sb = sandbox_copy(tmp_path_factory, "digest", store=store)
+    mp = stack.enter_context(isolated(sb.parent / "home"))
+    gt = ground_truth(sb)
+    a = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric", gt["metric"],
+                 "--at", at(), "--json")["incident"]
+    assert cli(sb, "incident", "ack", a["id"], "--at", at(10 * MIN)).exit_code == 0
+    with pinned_clock(mp, T0 + 20 * MIN):
+        rb = cli(sb, "rollback-prompt", gt["change_id"], "--incident", a["id"], "--yes", "--json")
+    assert rb.exit_code == 0, rb.stderr
+    pins = (sb / "platform" / "models.yaml").read_text()
+    old_rerank = next(line.split(":", 1)[1].split("#")[0].strip() for line in pins.splitlines()
+                      if line.startswith("rerank:"))
+    pin_sha = commit_file(sb / "platform", "models.yaml", pins.replace(old_rerank, NEW_RERANK),
+                          "rerank: move to the November snapshot", T0 + 30 * MIN)
+    r = cli(sb, "incident", "resolve", a["id"], "--resolution", "rollback", "--at", at(40 * MIN))
+    assert r.exit_code == 0, r.stderr
+    b = cli_json(sb, "incident", "open", "--feature", "support", "--metric", "helpfulness", "--at", at(50 * MIN),
+                 "--title", "support answers feel worse (user reports)", "--json")["incident"]
+    md = cli(sb, "digest", "--at", at(2 * HOUR), "--format", "markdown")
+    doc = cli(sb, "digest", "--at", at(2 * HOUR), "--json")
+    assert md.exit_code == 0 and doc.exit_code == 0, (md.stderr, doc.stderr)
+    changes = cli_json(sb, "changes", "list", "--since", "7d", "--at", at(2 * HOUR), "--json")
+    return SimpleNamespace(sb=sb, gt=gt, a=a, b=b, rollback=json.loads(rb.stdout), pin_sha=pin_sha,
+                           old_rerank=old_rerank, md=md.stdout, doc=json.loads(doc.stdout), changes=changes, mp=mp,
+                           store=store_of(sb))
+
+
 @pytest.fixture(scope="module")
-def flow(tmp_path_factory):
-    sb = sandbox_copy(tmp_path_factory, "digest")
-    with isolated(sb.parent / "home") as mp:
-        gt = ground_truth(sb)
-        a = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric", gt["metric"],
-                     "--at", at(), "--json")["incident"]
-        assert cli(sb, "incident", "ack", a["id"], "--at", at(10 * MIN)).exit_code == 0
-        with pinned_clock(mp, T0 + 20 * MIN):
-            rb = cli(sb, "rollback-prompt", gt["change_id"], "--incident", a["id"], "--yes", "--json")
-        assert rb.exit_code == 0, rb.stderr
-        pins = (sb / "platform" / "models.yaml").read_text()
-        old_rerank = next(line.split(":", 1)[1].split("#")[0].strip() for line in pins.splitlines()
-                          if line.startswith("rerank:"))
-        pin_sha = commit_file(sb / "platform", "models.yaml", pins.replace(old_rerank, NEW_RERANK),
-                              "rerank: move to the November snapshot", T0 + 30 * MIN)
-        r = cli(sb, "incident", "resolve", a["id"], "--resolution", "rollback", "--at", at(40 * MIN))
-        assert r.exit_code == 0, r.stderr
-        b = cli_json(sb, "incident", "open", "--feature", "support", "--metric", "helpfulness", "--at", at(50 * MIN),
-                     "--title", "support answers feel worse (user reports)", "--json")["incident"]
-        md = cli(sb, "digest", "--at", at(2 * HOUR), "--format", "markdown")
-        doc = cli(sb, "digest", "--at", at(2 * HOUR), "--json")
-        assert md.exit_code == 0 and doc.exit_code == 0, (md.stderr, doc.stderr)
-        changes = cli_json(sb, "changes", "list", "--since", "7d", "--at", at(2 * HOUR), "--json")
-        yield SimpleNamespace(sb=sb, gt=gt, a=a, b=b, rollback=json.loads(rb.stdout), pin_sha=pin_sha,
-                              old_rerank=old_rerank, md=md.stdout, doc=json.loads(doc.stdout), changes=changes, mp=mp)
+def flows(tmp_path_factory, make_store_url):
+    """flows(kind) -> the flow on a SQLite or a ClickHouse store, each run once per module."""
+    made: dict = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(kind):
+            if kind not in made:
+                made[kind] = _flow(tmp_path_factory, stack, None if kind == "sqlite" else make_store_url(kind))
+            return made[kind]
+
+        yield get
+
+
+@pytest.fixture
+def flow(flows, store_kind):
+    return flows(store_kind)
 
 
 def change_ids_in(obj) -> set[str]:
@@ -327,9 +351,9 @@ def test_post_to_slack(flow, slack, run_cli, monkeypatch):
     text = "\n".join(b["text"]["text"] for b in payload["blocks"])
     assert all(len(b["text"]["text"]) <= 3000 for b in payload["blocks"])
     assert flow.gt["change_id"] in text and flow.a["id"] in text and flow.pin_sha in text
-    from oncall_ai.store.sqlite import SQLiteStore
+    from oncall_ai.store import open_store
 
-    with SQLiteStore(str(flow.sb / "oncall-ai.db")) as st:
+    with open_store(flow.store) as st:
         posts = [d for d in st.get_docs("action") if d.body.get("kind") == "digest-post"]
     assert posts and posts[-1].body["ok"] is True and "s3cr3tw3bh00k" not in json.dumps(posts[-1].body)
 
@@ -366,7 +390,7 @@ def test_bad_options_exit_2(flow, run_cli, args, words):
 
 def test_sections_not_configured(flow, tmp_path, run_cli):
     cfg = tmp_path / "bare.yaml"
-    cfg.write_text(f"store: {flow.sb / 'oncall-ai.db'}\n")
+    cfg.write_text(f"store: {json.dumps(flow.store)}\n")
     r = run_cli("--config", cfg, "digest", "--at", at(2 * HOUR), "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -383,7 +407,7 @@ def test_sections_not_configured(flow, tmp_path, run_cli):
 
 def test_a_broken_source_degrades_and_is_named(flow, tmp_path, run_cli):
     data = yaml.safe_load((flow.sb / "oncall-ai.yaml").read_text())
-    data.update(store=str(flow.sb / "oncall-ai.db"), prompt_repo=str(tmp_path / "no-such-repo"),
+    data.update(store=flow.store, prompt_repo=str(tmp_path / "no-such-repo"),
                 pins={"repo": str(flow.sb / "platform"), "file": "models.yaml"},
                 indexes={"repo": str(flow.sb / "platform"), "file": "indexes.yaml"},
                 judges={"repo": str(flow.sb / "platform"), "file": "judges.yaml"},
@@ -431,3 +455,16 @@ def test_traffic_state(evidence, state, share):
     t = _traffic_state(evidence)
     assert t["state"] == state and t["share_new"] == share
     assert _traffic_state([]) is None
+
+
+# --- one digest, two stores ----------------------------------------------------------------------
+
+def test_same_digest_on_both_stores(flows):
+    """The same sandbox and the same incident, rollback and resolve on SQLite and on ClickHouse:
+    the digest JSON equal field by field, the Markdown byte for byte (but for the folders)."""
+    from both_stores import assert_same, strip
+
+    a, b = flows("sqlite"), flows("clickhouse")
+    assert (a.a["id"], a.rollback["commit"], a.pin_sha) == (b.a["id"], b.rollback["commit"], b.pin_sha)
+    assert_same(strip(a.doc, a.sb), strip(b.doc, b.sb), what="digest --json")
+    assert a.md.replace(str(a.sb), "<X>") == b.md.replace(str(b.sb), "<X>")

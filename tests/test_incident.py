@@ -1,8 +1,10 @@
 """Incidents on the demo sandbox: open from triage, ack, roll back, resolve; the postmortem draft
-measured from the scores; the failing requests exported as eval cases (once)."""
+measured from the scores; the failing requests exported as eval cases (once). On SQLite and on
+ClickHouse, with the same incident, postmortem and cases on both."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,32 +24,54 @@ from sandbox_helpers import (
     pinned_clock,
     raw_events,
     sandbox_copy,
+    store_of,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _flow(tmp_path_factory, stack, store):
+    """Open from triage (twice), ack, roll back the suspect, resolve. `store`: None for SQLite."""
+    sb = sandbox_copy(tmp_path_factory, "incident", store=store)
+    mp = stack.enter_context(isolated(sb.parent / "home"))
+    gt = ground_truth(sb)
+    opened = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric", gt["metric"],
+                      "--at", at(), "--json")
+    iid = opened["incident"]["id"]
+    again = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric",
+                     gt["metric"], "--at", at(5 * MIN), "--json")
+    ack = cli(sb, "incident", "ack", iid, "--at", at(10 * MIN), "--by", "alice")
+    assert ack.exit_code == 0, ack.stderr
+    with pinned_clock(mp, T0 + 20 * MIN):
+        rb = cli(sb, "rollback-prompt", gt["change_id"], "--incident", iid, "--yes", "--json")
+    assert rb.exit_code == 0, rb.stderr
+    # no --cause: the change the incident's rollback undid
+    res = cli(sb, "incident", "resolve", iid, "--resolution", "rollback", "--note", "rolled back the German bullets",
+              "--at", at(40 * MIN), "--by", "bob")
+    assert res.exit_code == 0, res.stderr
+    shown = cli_json(sb, "incident", "show", iid, "--json", "--at", at(60 * MIN))
+    postmortem = cli(sb, "incident", "postmortem", iid, "--at", at(60 * MIN)).stdout
+    return SimpleNamespace(sb=sb, gt=gt, iid=iid, opened=opened, again=again, rollback=json.loads(rb.stdout),
+                           resolve_stderr=res.stderr, mp=mp, store=store_of(sb), shown=shown, postmortem=postmortem)
+
+
 @pytest.fixture(scope="module")
-def flow(tmp_path_factory):
-    sb = sandbox_copy(tmp_path_factory, "incident")
-    with isolated(sb.parent / "home") as mp:
-        gt = ground_truth(sb)
-        opened = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric", gt["metric"],
-                          "--at", at(), "--json")
-        iid = opened["incident"]["id"]
-        again = cli_json(sb, "incident", "open", "--from-triage", "--feature", gt["feature"], "--metric",
-                         gt["metric"], "--at", at(5 * MIN), "--json")
-        ack = cli(sb, "incident", "ack", iid, "--at", at(10 * MIN), "--by", "alice")
-        assert ack.exit_code == 0, ack.stderr
-        with pinned_clock(mp, T0 + 20 * MIN):
-            rb = cli(sb, "rollback-prompt", gt["change_id"], "--incident", iid, "--yes", "--json")
-        assert rb.exit_code == 0, rb.stderr
-        # no --cause: the change the incident's rollback undid
-        res = cli(sb, "incident", "resolve", iid, "--resolution", "rollback", "--note", "rolled back the German bullets",
-                  "--at", at(40 * MIN), "--by", "bob")
-        assert res.exit_code == 0, res.stderr
-        yield SimpleNamespace(sb=sb, gt=gt, iid=iid, opened=opened, again=again, rollback=json.loads(rb.stdout),
-                              resolve_stderr=res.stderr, mp=mp)
+def flows(tmp_path_factory, make_store_url):
+    """flows(kind) -> the flow on a SQLite or a ClickHouse store, each run once per module."""
+    made: dict = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(kind):
+            if kind not in made:
+                made[kind] = _flow(tmp_path_factory, stack, None if kind == "sqlite" else make_store_url(kind))
+            return made[kind]
+
+        yield get
+
+
+@pytest.fixture
+def flow(flows, store_kind):
+    return flows(store_kind)
 
 
 def show(flow, when=None) -> dict:
@@ -267,8 +291,8 @@ def test_list(flow):
 def test_detection_counts_from_the_first_page(flow):
     """A page sent by `slo check --notify` for an SLO of the feature and metric is the detection."""
     from oncall_ai.config import load_config
+    from oncall_ai.store import open_store
     from oncall_ai.store.base import Doc
-    from oncall_ai.store.sqlite import SQLiteStore
 
     inc = show(flow)["incident"]
     slo = next(s.name for s in load_config(flow.sb / "oncall-ai.yaml").slos
@@ -277,7 +301,7 @@ def test_detection_counts_from_the_first_page(flow):
     paged = onset + 2 * 3_600_000
     doc = Doc("action", f"notify:{slo}:pagerduty:{paged}:trigger", paged,
               {"kind": "notify", "slo": slo, "target": "pagerduty", "action": "trigger", "severity": "page", "ok": True})
-    with SQLiteStore(str(flow.sb / "oncall-ai.db")) as st:
+    with open_store(flow.store) as st:
         st.put_docs("action", [doc])
     try:
         view = show(flow)
@@ -288,5 +312,17 @@ def test_detection_counts_from_the_first_page(flow):
         md = cli(flow.sb, "incident", "postmortem", flow.iid, "--at", at(60 * MIN)).stdout
         assert "Detected by page at" in md and "| first page | 2h00m |" in md
     finally:
-        with SQLiteStore(str(flow.sb / "oncall-ai.db")) as st:
+        with open_store(flow.store) as st:
             st.delete_docs("action", [doc.id])
+
+
+def test_same_incident_on_both_stores(flows):
+    """The same sandbox and the same steps on SQLite and on ClickHouse: the incident (with its
+    triage snapshot, impact and timeline) equal field by field, the postmortem byte for byte."""
+    from both_stores import assert_same, strip
+
+    a, b = flows("sqlite"), flows("clickhouse")
+    assert a.shown["incident"]["suspect"]["change_id"] == a.gt["change_id"]
+    for name in ("opened", "again", "rollback", "shown"):
+        assert_same(strip(getattr(a, name), a.sb), strip(getattr(b, name), b.sb), what=name)
+    assert a.postmortem.replace(str(a.sb), "<X>") == b.postmortem.replace(str(b.sb), "<X>")

@@ -1,5 +1,6 @@
 """`judge drift` on the demo sandboxes: the judge_drift scenario is flagged from the first run after
-the judge change and not before; every other scenario shows no drift."""
+the judge change and not before; every other scenario shows no drift. A few on ClickHouse too,
+with the same answer as on SQLite."""
 
 from __future__ import annotations
 
@@ -21,9 +22,15 @@ def _drift(run_cli, info):
     return r.exit_code, {f["metric"]: f for f in out["findings"]}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_judge_drift_scenario_is_flagged_from_the_first_run_of_the_new_judge(tmp_path, run_cli, seed):
-    info = demo.build_sandbox(tmp_path / "sb", "judge_drift", seed=seed, now_ms=NOW, scale=SCALE)
+def _store(kind, make_store_url):
+    return None if kind == "sqlite" else make_store_url(kind)
+
+
+@pytest.mark.parametrize("seed,kind", [(1, "sqlite"), (2, "sqlite"), (3, "sqlite"), (1, "clickhouse")])
+def test_judge_drift_scenario_is_flagged_from_the_first_run_of_the_new_judge(tmp_path, run_cli, make_store_url,
+                                                                             seed, kind):
+    info = demo.build_sandbox(tmp_path / "sb", "judge_drift", seed=seed, now_ms=NOW, scale=SCALE,
+                              store=_store(kind, make_store_url))
     truth = info.ground_truth["judge"]
     new_judge = truth["judge_ids"][-1]
     code, findings = _drift(run_cli, info)
@@ -41,11 +48,26 @@ def test_judge_drift_scenario_is_flagged_from_the_first_run_of_the_new_judge(tmp
             assert other["drifted"] is False, metric
 
 
-@pytest.mark.parametrize("scenario", sorted(set(demo.SCENARIOS) - {"judge_drift"}))
-def test_other_scenarios_show_no_drift(tmp_path, run_cli, scenario):
-    info = demo.build_sandbox(tmp_path / "sb", scenario, seed=1, now_ms=NOW, scale=SCALE)
+@pytest.mark.parametrize("scenario,kind", [(k, "sqlite") for k in sorted(set(demo.SCENARIOS) - {"judge_drift"})]
+                         + [("model_change", "clickhouse")])
+def test_other_scenarios_show_no_drift(tmp_path, run_cli, make_store_url, scenario, kind):
+    info = demo.build_sandbox(tmp_path / "sb", scenario, seed=1, now_ms=NOW, scale=SCALE,
+                              store=_store(kind, make_store_url))
     code, findings = _drift(run_cli, info)
     assert findings and code == 0
     for metric, f in findings.items():
         assert f["drifted"] is False, (metric, f["evidence"])
         assert len(f["runs"]) >= 5  # the verdict rests on real runs, not on an empty history
+
+
+def test_same_drift_on_both_stores(tmp_path, run_cli, make_store_url):
+    from both_stores import assert_same
+
+    out = []
+    for kind in ("sqlite", "clickhouse"):
+        info = demo.build_sandbox(tmp_path / kind, "judge_drift", seed=1, now_ms=NOW, scale=SCALE,
+                                  store=_store(kind, make_store_url))
+        r = run_cli("--config", info.config_path, "judge", "drift", "--json", "--since", "7d", "--at", str(NOW // 1000))
+        out.append(json.loads(r.stdout.replace(str(tmp_path / kind), "<X>")))
+    assert any(f["drifted"] and f["traffic"] for f in out[0]["findings"])
+    assert_same(*out)

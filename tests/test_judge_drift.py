@@ -1,5 +1,5 @@
-"""`judge import-run` and `judge drift` end to end on a real SQLite store, and judge health on
-traffic (judge_evidence) on ingested events."""
+"""`judge import-run` and `judge drift` end to end on a real store (SQLite and ClickHouse), and
+judge health on traffic (judge_evidence) on ingested events, the same on both stores."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def _write(path, lines):
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, store_url):
     items, runs = _runs()
-    cfg = build_project(tmp_path / "p", api=None, items=items)
+    cfg = build_project(tmp_path / "p", api=None, items=items, store=store_url)
     paths = {k: _write(tmp_path / f"{k}.jsonl", v) for k, v in runs.items()}
     return cfg, paths, runs
 
@@ -157,10 +157,10 @@ def test_a_stored_run_is_immutable(project, run_cli, tmp_path):
     assert r.exit_code == 1 and "already stored with score" in r.stderr and f"bad.jsonl:{first_scored + 1}" in r.stderr
 
 
-def test_calibration_item_without_human_score_on_import(tmp_path, run_cli):
+def test_calibration_item_without_human_score_on_import(tmp_path, run_cli, store_url):
     items, runs = _runs(10)
     del items[4]["human_score"]
-    cfg = build_project(tmp_path / "p", api=None, items=items)
+    cfg = build_project(tmp_path / "p", api=None, items=items, store=store_url)
     r = run_cli("--config", cfg, "judge", "import-run", _write(tmp_path / "r1.jsonl", runs["r1"]))
     assert r.exit_code == 1 and "set.jsonl:5" in r.stderr and "no human_score" in r.stderr
     assert _docs(cfg) == ([], [])
@@ -250,11 +250,11 @@ def test_judge_only_movement_and_judge_id_change(project, run_cli):
     assert "judge judge-b" in human.stdout and "judge_id changed judge-a -> judge-b" in human.stdout
 
 
-def test_product_regression_is_not_judge_only(tmp_path):
+def test_product_regression_is_not_judge_only(tmp_path, store_url):
     from oncall_ai.analysis.judge_health import judge_evidence
 
     items, _ = _runs(10)
-    cfg_path = build_project(tmp_path / "p", api=None, items=items, metrics=METRICS)
+    cfg_path = build_project(tmp_path / "p", api=None, items=items, metrics=METRICS, store=store_url)
     switch = T0 + 2 * DAY
     _ingest(cfg_path, _traffic(switch, judge_shift=0.0, product_drop=0.15))
     cfg = load_config(cfg_path)
@@ -310,3 +310,33 @@ def test_drift_table_fits_the_terminal(project, run_cli, monkeypatch, columns, h
     assert "…" not in r.stdout
     assert "drifted" in table[3] and "Δ baseline" in table[0] and "bias" in table[0]
     assert ("ρ" not in table[0] and "hidden" in r.stdout) if hidden else ("ρ" in table[0] and "hidden" not in r.stdout)
+
+
+@pytest.mark.parametrize("judge_shift,product_drop", [(-0.6, 0.0), (0.0, 0.15)])
+def test_same_judge_health_on_both_stores(tmp_path, make_store_url, run_cli, judge_shift, product_drop):
+    """The same runs and traffic in SQLite and in ClickHouse: `judge drift --json` (runs, bias,
+    agreement, traffic evidence with histograms and movements) and judge_evidence field by field."""
+    import dataclasses
+
+    from both_stores import assert_same, strip
+    from oncall_ai.analysis.judge_health import judge_evidence
+
+    items, runs = _runs()
+    switch = T0 + 2 * DAY + HOUR
+    traffic = _traffic(switch, judge_shift=judge_shift, product_drop=product_drop)
+    out = {}
+    for kind in ("sqlite", "clickhouse"):
+        url = make_store_url(kind)
+        cfg_path = build_project(tmp_path / kind, api=None, items=items, metrics=METRICS, store=url)
+        _ingest(cfg_path, traffic)
+        for k, lines in runs.items():
+            assert run_cli("--config", cfg_path, "judge", "import-run", _write(tmp_path / f"{kind}-{k}.jsonl", lines)).exit_code == 0
+        r = run_cli("--config", cfg_path, "judge", "drift", "--json", "--at", _iso(T0 + 3 * DAY), "--since", "3d")
+        assert r.exit_code == 0, r.stderr
+        cfg = load_config(cfg_path)
+        with open_store(cfg.store) as store:
+            ev = judge_evidence(cfg, store, "summarizer", "helpfulness", T0, T0 + 3 * DAY, switch + 10 * 60_000)
+        out[kind] = strip({"drift": json.loads(r.stdout), "evidence": json.loads(json.dumps(
+            dataclasses.asdict(ev), default=str))}, tmp_path / kind, url)
+    assert out["sqlite"]["drift"]["findings"][0]["traffic"]
+    assert_same(out["sqlite"], out["clickhouse"])

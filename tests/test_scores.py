@@ -1,4 +1,5 @@
-"""`scores` numbers equal an independent computation over the raw events."""
+"""`scores` numbers equal an independent computation over the raw events, on SQLite and on
+ClickHouse; and both stores print the same numbers for the same events."""
 
 import json
 import math
@@ -8,18 +9,17 @@ from statistics import mean
 
 import pytest
 
+from both_stores import assert_same
 from oncall_ai.analysis.stats import t_quantile, wilson_interval
 
 T_END = 1_795_000_000  # epoch seconds, not hour-aligned on purpose
 DAY = 86400
+CONFIG = ("store: {store}\nmetrics:\n  helpfulness: {{good: '>= 4', scale: [1, 5]}}\n"
+          "  thumbs_down: {{source: user, good: '== 0'}}\n")
 
 
-@pytest.fixture
-def sandbox(tmp_path):
+def _events():
     rnd = random.Random(5)
-    cfg = tmp_path / "oncall-ai.yaml"
-    cfg.write_text("store: s.db\nmetrics:\n  helpfulness: {good: '>= 4', scale: [1, 5]}\n"
-                   "  thumbs_down: {source: user, good: '== 0'}\n")
     events = []
     for i in range(6000):
         ts = T_END - rnd.uniform(0, 3 * DAY)
@@ -35,9 +35,38 @@ def sandbox(tmp_path):
         events.append({"id": f"e{i}", "ts": round(ts, 3), "feature": "summarizer", "metric": metric,
                        "value": v, "slice": {"language": lang, "persona": persona},
                        "model_id": rnd.choice(["m-1", "m-2"])})
-    f = tmp_path / "ev.jsonl"
+    return events
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, make_store_url):
+    """built(kind) -> (config path, events file, events): the events ingested (through the CLI)
+    into a fresh store of that kind, once per module."""
+    from typer.testing import CliRunner
+
+    from oncall_ai.cli import app
+
+    events = _events()
+    folder = tmp_path_factory.mktemp("scores")
+    f = folder / "ev.jsonl"
     f.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    return cfg, f, events
+    cache = {}
+
+    def build(kind):
+        if kind not in cache:
+            cfg = tmp_path_factory.mktemp(f"scores-{kind}") / "oncall-ai.yaml"
+            cfg.write_text(CONFIG.format(store=json.dumps(make_store_url(kind))))
+            r = CliRunner().invoke(app, ["--config", str(cfg), "ingest", str(f)], catch_exceptions=False)
+            assert r.exit_code == 0, r.stderr
+            cache[kind] = (cfg, f, events)
+        return cache[kind]
+
+    return build
+
+
+@pytest.fixture
+def sandbox(built, store_kind):
+    return built(store_kind)
 
 
 def independent(events, metric, start, end, keys, good):
@@ -65,7 +94,6 @@ def independent(events, metric, start, end, keys, good):
                                        ("3d", ["model_id"]), ("90m", [])])
 def test_scores_match_independent_computation(run_cli, sandbox, since, by):
     cfg, f, events = sandbox
-    assert run_cli("--config", cfg, "ingest", f).exit_code == 0
     at = "2026-11-18T11:06:40.250Z"  # not hour-aligned: edges come from raw events
     args = ["--config", cfg, "scores", "--feature", "summarizer", "--metric", "helpfulness", "--since", since,
             "--at", at, "--json"]
@@ -93,7 +121,6 @@ def test_scores_match_independent_computation(run_cli, sandbox, since, by):
 
 def test_buckets_where_and_binary_metric(run_cli, sandbox):
     cfg, f, events = sandbox
-    run_cli("--config", cfg, "ingest", f)
     at = "2026-11-18T11:06:40Z"
     r = run_cli("--config", cfg, "scores", "-f", "summarizer", "-m", "thumbs_down", "--since", "12h", "--at", at,
                 "--where", "language=de,fr", "--bucket", "1h", "--json")
@@ -122,7 +149,6 @@ def test_buckets_where_and_binary_metric(run_cli, sandbox):
 
 def test_table_csv_and_compare(run_cli, sandbox):
     cfg, f, _ = sandbox
-    run_cli("--config", cfg, "ingest", f)
     at = "2026-11-18T11:06:40Z"
     r = run_cli("--config", cfg, "scores", "-f", "summarizer", "-m", "helpfulness", "--since", "6h", "--at", at,
                 "--by", "language", "--compare", "2d")
@@ -141,7 +167,8 @@ def test_table_csv_and_compare(run_cli, sandbox):
 
 def test_usage_errors(run_cli, sandbox):
     cfg, f, _ = sandbox
-    run_cli("--config", cfg, "ingest", f)
+    r = run_cli("--config", cfg, "ingest", f)  # the same file again: nothing new, nothing counted twice
+    assert r.exit_code == 0 and "0 stored, 6,000 already there" in r.stderr, r.stderr
     for args, msg in ((["--bucket", "7m"], "--bucket"), (["--since", "whenever"], "--since"),
                       (["--where", "language"], "key=value"), (["--at", "tomorrow"], "--at"),
                       (["--json", "--csv"], "choose one")):
@@ -195,3 +222,26 @@ def test_table_fits_the_terminal_one_line_per_row(run_cli, sandbox, monkeypatch,
     assert "…" not in r.stdout
     trends = [line.split()[-1] for line in rows]
     assert all(len(t) >= 5 and set(t) <= set("▁▂▃▄▅▆▇█ ") for t in trends)
+
+
+SAME_ON_BOTH = [
+    ["-m", "helpfulness", "--since", "3d", "--by", "language,persona", "--compare", "1d"],
+    ["-m", "helpfulness", "--since", "26h13m", "--by", "model_id,source", "--bucket", "1h"],
+    ["-m", "helpfulness", "--since", "7h", "--bucket", "5m", "--where", "language=de"],
+    ["-m", "helpfulness", "--since", "2d", "--bucket", "1d", "--by", "persona"],
+    ["-m", "thumbs_down", "--since", "2d", "--by", "language", "--compare", "2d"],
+    ["-m", "thumbs_down", "--since", "30m", "--where", "persona=pm,model_id=m-2"],
+]
+
+
+@pytest.mark.parametrize("at", ["2026-11-18T11:06:40.250Z", "2026-11-17T00:00:00Z"])
+def test_same_numbers_on_both_stores(run_cli, built, at):
+    """The same events in SQLite and in ClickHouse: every `scores --json` row equal, field by field
+    (aligned and unaligned windows, buckets from 5 minutes to a day, baselines)."""
+    (cfg_s, _, _), (cfg_c, _, _) = built("sqlite"), built("clickhouse")
+    for args in SAME_ON_BOTH:
+        full = ["scores", "-f", "summarizer", "--at", at, "--json", *args]
+        a, b = run_cli("--config", cfg_s, *full), run_cli("--config", cfg_c, *full)
+        assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+        assert json.loads(a.stdout)["rows"], args
+        assert_same(a.stdout, b.stdout, what=" ".join(args))

@@ -1,6 +1,7 @@
-"""`slo check` / `slo status` / `slo rules` / `export prometheus` end to end, on a real SQLite store
-filled through the ingest API with four event streams: a fast burn, a slow burn, a short blip and
-a sparse judge metric whose sampling noise alone crosses the naive page threshold."""
+"""`slo check` / `slo status` / `slo rules` / `export prometheus` end to end, on a real store
+(SQLite and ClickHouse) filled through the ingest API with four event streams: a fast burn, a slow
+burn, a short blip and a sparse judge metric whose sampling noise alone crosses the naive page
+threshold. Both stores give the same answers."""
 
 from __future__ import annotations
 
@@ -84,30 +85,52 @@ def build_events():
     return ev
 
 
-@pytest.fixture(scope="module")
-def store_db(tmp_path_factory):
-    """One real SQLite store for the module (ingest is the slow part)."""
+def _fill(url):
     from oncall_ai.config import parse_config
     from oncall_ai.ingest import ingest_records
     from oncall_ai.store import open_store
 
-    folder = tmp_path_factory.mktemp("slo-store")
-    db = folder / "oncall-ai.db"
-    cfg = parse_config(base_config(db), path=None)
-    store = open_store(str(db), config=cfg)
+    cfg = parse_config(base_config(url), path=None)
+    store = open_store(url, config=cfg)
     try:
         result = ingest_records(build_events(), config=cfg, store=store)
         assert result.rejected == 0
     finally:
         store.close()
-    return db
+    return url
+
+
+@pytest.fixture(scope="module")
+def store_db(tmp_path_factory):
+    """One real SQLite store for the module (ingest is the slow part); test_slo_notify copies its files."""
+    from pathlib import Path
+
+    return Path(_fill(str(tmp_path_factory.mktemp("slo-store") / "oncall-ai.db")))
+
+
+@pytest.fixture(scope="module")
+def built(make_store_url):
+    """built(kind) -> the URL of a store of that kind holding the four streams (built once)."""
+    cache = {}
+
+    def build(kind):
+        if kind not in cache:
+            cache[kind] = _fill(make_store_url(kind))
+        return cache[kind]
+
+    return build
 
 
 @pytest.fixture
-def config_file(tmp_path, store_db):
+def slo_store(built, store_kind):
+    return built(store_kind)
+
+
+@pytest.fixture
+def config_file(tmp_path, slo_store):
     def write(**extra):
         path = tmp_path / "oncall-ai.yaml"
-        path.write_text(yaml.safe_dump(base_config(store_db, **extra)))
+        path.write_text(yaml.safe_dump(base_config(slo_store, **extra)))
         return path
     return write
 
@@ -281,19 +304,27 @@ def test_promtool_accepts_the_exported_counters(config_file, run_cli, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_missing_store_is_unknown_and_not_created(run_cli, tmp_path):
-    db = tmp_path / "nope.db"
+def test_missing_store_is_unknown_and_not_created(run_cli, tmp_path, store_kind):
+    if store_kind == "sqlite":
+        db, word = tmp_path / "nope.db", "no such file"
+    else:
+        from clickhouse_helpers import server_url
+
+        db, word = f"clickhouse://{server_url().split('://', 1)[1]}/no_such_database", "CREATE DATABASE"
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(base_config(db)))
     r = run_cli("--config", path, "slo", "check")
-    assert r.exit_code == 3 and "no such file" in r.stderr
-    assert not db.exists()
-    assert run_cli("--config", path, "slo", "status").exit_code == 2
+    assert r.exit_code == 3 and word in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout.startswith("UNKNOWN")
+    if store_kind == "sqlite":
+        assert not db.exists()
+    r = run_cli("--config", path, "slo", "status")
+    assert r.exit_code == 2 and word in r.stderr
 
 
 @pytest.mark.parametrize("at", [AT, "2026-11-27T02:59:59.999Z", "2026-11-26T17:00:00Z", "2026-11-24T03:00:00Z",
                                 "2026-11-26T23:31:07.250Z"])
-def test_window_counts_match_one_store_query_per_window(store_db, at):
+def test_window_counts_match_one_store_query_per_window(slo_store, at):
     """The split of windows into heads, hourly cells, rings and a tail gives the same counts as
     asking the store for each window on its own."""
     from oncall_ai.analysis.slo import windows_needed
@@ -304,9 +335,9 @@ def test_window_counts_match_one_store_query_per_window(store_db, at):
     extra = [{"name": "judged-24h", "feature": "judged", "metric": "helpfulness", "objective": 0.9, "window": "24h"},
              {"name": "fast-de-7d", "feature": "fast", "metric": "schema_valid", "objective": 0.9, "window": "7d",
               "where": {"language": "de"}}]
-    cfg = parse_config(base_config(store_db, slos=SLOS + extra), path=None)
+    cfg = parse_config(base_config(slo_store, slos=SLOS + extra), path=None)
     at_ms = parse_time_ms(at)
-    with open_store(str(store_db), create=False) as store:
+    with open_store(slo_store, create=False) as store:
         everything = store.series()
         by_slo = {s.name: slo_series(everything, s) for s in cfg.slos}
         got = window_counts(store, cfg, list(cfg.slos), by_slo, at_ms)
@@ -317,6 +348,27 @@ def test_window_counts_match_one_store_query_per_window(store_db, at):
                 n = sum(a.n for a in aggs.values())
                 good = sum(a.good for a in aggs.values())
                 assert (got[slo.name][w].n, got[slo.name][w].good) == (n, good), (slo.name, w)
+
+
+@pytest.mark.parametrize("at", [AT, "2026-11-26T23:31:07.250Z", "2026-11-25T12:00:00Z"])
+def test_same_answers_on_both_stores(run_cli, built, tmp_path, at):
+    """The same events in SQLite and in ClickHouse: `slo check --json`, `slo status --json` (burn
+    rates, bounds, budgets, sparklines, sampling) and the Prometheus counters are equal."""
+    from both_stores import assert_same
+
+    out = {}
+    for kind in ("sqlite", "clickhouse"):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump(base_config(built(kind))))
+        check = run_cli("--config", path, "slo", "check", "--at", at, "--json")
+        status = run_cli("--config", path, "slo", "status", "--at", at, "--json")
+        prom = run_cli("--config", path, "export", "prometheus", "--at", at)
+        assert status.exit_code == prom.exit_code == 0, status.stderr + prom.stderr
+        out[kind] = (check.exit_code, json.loads(check.stdout), json.loads(status.stdout), prom.stdout)
+    assert out["sqlite"][0] == out["clickhouse"][0]
+    assert_same(out["sqlite"][1], out["clickhouse"][1], what="slo check")
+    assert_same(out["sqlite"][2], out["clickhouse"][2], what="slo status")
+    assert out["sqlite"][3] == out["clickhouse"][3]
 
 
 def test_check_budget_adds_the_period_and_never_changes_states(run_cli, config_file):

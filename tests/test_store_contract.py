@@ -258,6 +258,40 @@ def test_events_order_limit_and_text(backend):
         store.events([sids[k]], 0, 1, order="sideways")
 
 
+def test_events_ties_are_broken_by_the_id_hash(backend):
+    """Events at the same time (a batch-scored eval run stamps them alike) come back in the same
+    order on every backend: (ts | value, ts | -ts) then the id hash, so `limit` picks the same ones."""
+    rnd = random.Random(3)
+    k = KEYS[0]
+    hashes = list({rnd.getrandbits(64) - (1 << 63) for _ in range(60)})
+    rows = [(h, k, T0 + (i % 3) * 1000, float(1 + i % 2), None, None, None, None) for i, h in enumerate(hashes)]
+    store = backend.open()
+    assert store.write_events(rows[:30], RULES) == 30  # two batches: insertion order is not hash order
+    assert store.write_events(rows[30:], RULES) == 30
+    sid = series_ids(store)[k]
+    got = store.events([sid], 0, 2**62, limit=25)
+    assert [e.id_hash for e in got] == [r[0] for r in sorted(rows, key=lambda r: (r[2], r[0]))][:25]
+    got = store.events([sid], 0, 2**62, order="value", limit=25)
+    assert [e.id_hash for e in got] == [r[0] for r in sorted(rows, key=lambda r: (r[3], r[2], r[0]))][:25]
+    got = store.events([sid], 0, 2**62, order="-ts", limit=25)
+    assert [e.id_hash for e in got] == [r[0] for r in sorted(rows, key=lambda r: (-r[2], r[0]))][:25]
+
+
+def test_an_id_stored_under_another_feature_or_metric_is_a_duplicate(backend):
+    """CONTRACT.md section 1: ingesting the same id again changes nothing, even when the record now
+    names another metric or feature (a corrected metric name, per-metric files reusing request ids)."""
+    rows = make_rows(40)
+    store = backend.open()
+    assert store.write_events(rows, RULES) == 40
+    h, _, ts, *rest = rows[5]
+    other_metric = key(metric="faithfulness")
+    other_feature = key(feature="router")
+    assert store.write_events([(h, other_metric, ts, *rest)], RULES) == 0
+    assert store.write_events([(h, other_feature, ts, *rest), rows[6]], RULES) == 0
+    assert store.write_events([(h, other_metric, ts, *rest)] + [(r[0] + 1, *r[1:]) for r in rows[:3]], RULES) == 3
+    assert store.count_events() == 43
+
+
 def test_events_carry_the_id_hash(backend):
     """EventRecord.id_hash is the 64-bit id hash written (store/base.py): `store copy` relies on it
     to keep event ids, so copying and then ingesting the same file again does not duplicate."""

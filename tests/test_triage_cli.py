@@ -1,5 +1,6 @@
-"""`oncall-ai triage` end to end on a real SQLite store: JSON contract (CONTRACT.md section 5),
-exit codes, degraded sources, and the report for people (snapshot at 80 columns, NO_COLOR)."""
+"""`oncall-ai triage` end to end on a real store (SQLite and ClickHouse): JSON contract (CONTRACT.md
+section 5), exit codes, degraded sources, the report for people (snapshot at 80 columns, NO_COLOR),
+and the same findings on both stores."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def _events(seed: int, *, drop: float, days: float = 5, per_hour: float = 60, ve
 
 
 CONFIG = """\
-store: oncall-ai.db
+store: {store}
 metrics:
   helpfulness: {source: judge, good: ">= 4", scale: [1, 5]}
   thumbs_down: {source: user, good: "== 0"}
@@ -62,13 +63,13 @@ features:
 """
 
 
-def _sandbox(tmp_path: Path, *, drop: float, recorded: list[dict] | None = None, **kw) -> Path:
+def _sandbox(tmp_path: Path, store: str, *, drop: float, recorded: list[dict] | None = None, **kw) -> Path:
     from oncall_ai.config import load_config
     from oncall_ai.ingest import ingest_records
 
     d = tmp_path / "sb"
     d.mkdir()
-    (d / "oncall-ai.yaml").write_text(CONFIG)
+    (d / "oncall-ai.yaml").write_text(CONFIG.replace("{store}", json.dumps(store)))
     cfg = load_config(d / "oncall-ai.yaml")
     res = ingest_records(_events(7, drop=drop, **kw), config=cfg)
     assert res.rejected == 0
@@ -82,13 +83,28 @@ def _sandbox(tmp_path: Path, *, drop: float, recorded: list[dict] | None = None,
 
 
 @pytest.fixture(scope="module")
-def incident(tmp_path_factory):
-    return _sandbox(tmp_path_factory.mktemp("incident"), drop=0.9)
+def built(tmp_path_factory, make_store_url):
+    """built(name, kind) -> config path of the `incident` or `quiet` sandbox in a store of that kind
+    (each built once per module)."""
+    cache = {}
+
+    def build(name, kind):
+        if (name, kind) not in cache:
+            cache[(name, kind)] = _sandbox(tmp_path_factory.mktemp(f"{name}-{kind}"), make_store_url(kind),
+                                           drop={"incident": 0.9, "quiet": 0.0}[name])
+        return cache[(name, kind)]
+
+    return build
 
 
-@pytest.fixture(scope="module")
-def quiet(tmp_path_factory):
-    return _sandbox(tmp_path_factory.mktemp("quiet"), drop=0.0)
+@pytest.fixture
+def incident(built, store_kind):
+    return built("incident", store_kind)
+
+
+@pytest.fixture
+def quiet(built, store_kind):
+    return built("quiet", store_kind)
 
 
 def validate_triage_json(doc: dict, *, feature: str | None = None, metric: str | None = None) -> None:
@@ -201,20 +217,20 @@ def test_configured_pair_without_events_gives_exactly_one_finding_saying_too_lit
     assert reg["needed_n"] > 0
 
 
-def test_too_little_data_says_how_much_is_needed(run_cli, tmp_path):
-    cfg = _sandbox(tmp_path, drop=0.9, per_hour=0.5)
+def test_too_little_data_says_how_much_is_needed(run_cli, tmp_path, store_url):
+    cfg = _sandbox(tmp_path, store_url, drop=0.9, per_hour=0.5)
     r = _triage(run_cli, cfg, "--feature", "summarizer", "--metric", "helpfulness")
     assert r.exit_code == 0
     assert r.stdout.startswith("TOO LITTLE DATA")
     assert "needed" in r.stdout
 
 
-def test_recorded_change_and_no_version_tags_degrade_cleanly(run_cli, tmp_path):
+def test_recorded_change_and_no_version_tags_degrade_cleanly(run_cli, tmp_path, store_url):
     onset = format_time(ONSET * 1000)
     recorded = [{"id": "cfg-1", "ts": onset, "kind": "config", "target": "gateway/summarizer/timeout",
                  "features": ["summarizer"], "by": "dana", "summary": "timeout 30s -> 45s",
                  "rollback": "kubectl set env deploy/gw TIMEOUT=30s"}]
-    cfg = _sandbox(tmp_path, drop=0.9, versions=False, recorded=recorded)
+    cfg = _sandbox(tmp_path, store_url, drop=0.9, versions=False, recorded=recorded)
     r = _triage(run_cli, cfg, "--feature", "summarizer", "--metric", "helpfulness", "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -272,3 +288,27 @@ def test_commands_in_the_report_stay_pasteable_at_80_columns(run_cli, incident, 
     body = lines[lines.index("Hypotheses (most likely first; score = share of belief):") + 1:]
     assert all(line.startswith(("   ", "1.", "2.", "3.", "4.", "5.")) or not line.strip()
                for line in body[:body.index("")])
+
+
+@pytest.mark.parametrize("args", [
+    ["--json"],
+    ["--feature", "summarizer", "--metric", "helpfulness", "--json"],
+    ["--feature", "summarizer", "--metric", "thumbs_down", "--since", "2d", "--json"],
+    ["--feature", "summarizer", "--metric", "helpfulness"],
+])
+def test_same_findings_on_both_stores(run_cli, built, monkeypatch, args):
+    """The same events in SQLite and in ClickHouse: the same regression, slices, decomposition and
+    ranked hypotheses, field by field (and the same report, character by character)."""
+    from both_stores import assert_same
+
+    monkeypatch.setenv("COLUMNS", "100")
+    a = _triage(run_cli, built("incident", "sqlite"), *args)
+    b = _triage(run_cli, built("incident", "clickhouse"), *args)
+    assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+    if "--json" in args:
+        found = json.loads(a.stdout)["findings"]
+        assert any(f["regression"]["detected"] and f["hypotheses"] for f in found) or "thumbs_down" in args
+        assert_same(a.stdout, b.stdout, what=" ".join(args))
+    else:
+        assert a.stdout.startswith("REGRESSION")
+        assert a.stdout == b.stdout

@@ -1,9 +1,12 @@
 """Triage on demo sandboxes with known ground truth: one sandbox per scenario kind (the full suite
 with many seeds is bench/triage_scenarios.py). Checks the top hypothesis (kind and change id, or
-target), the onset, and no false alarm on the noise-only sandbox."""
+target), the onset, and no false alarm on the noise-only sandbox. Every scenario runs on SQLite;
+a few (a slice, recorded changes, a judge change, noise) also on ClickHouse, from the same files,
+where every finding must equal SQLite's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -17,14 +20,39 @@ KINDS = ["prompt_change", "prompt_change_slice", "model_change", "provider_model
          "index_change_recorded", "judge_drift", "input_shift"]
 
 
-def _sandbox(root, scenario):
+# ClickHouse round trips cost: these cover slice localisation, recorded changes (docs), a judge
+# change with calibration runs (docs) and a full scan without an incident.
+ON_CLICKHOUSE = ["prompt_change_slice", "index_change_recorded", "judge_drift", "none"]
+
+
+@pytest.fixture(scope="module")
+def sandboxes(tmp_path_factory, make_store_url):
+    """sandboxes(scenario, kind) -> SandboxInfo: each scenario generated once, its files ingested
+    into a SQLite and (when asked) a ClickHouse store, each config beside the other."""
     from oncall_ai.demo import build_sandbox, ingest_sandbox
 
-    info = build_sandbox(root / scenario, scenario, seed=SEED, now_ms=NOW_MS, ingest=False)
-    # The demo on main writes a 6h SLO window that the SLO validation rejects; triage does not care.
-    info.config_path.write_text(re.sub(r"window: 6h\}", "window: 24h}", info.config_path.read_text()))
-    ingest_sandbox(info)
-    return info
+    made: dict = {}
+
+    def get(scenario, kind="sqlite"):
+        if scenario not in made:
+            info = build_sandbox(tmp_path_factory.mktemp("sb") / scenario, scenario, seed=SEED, now_ms=NOW_MS,
+                                 ingest=False)
+            # The demo on main writes a 6h SLO window that the SLO validation rejects; triage does not care.
+            info.config_path.write_text(re.sub(r"window: 6h\}", "window: 24h}", info.config_path.read_text()))
+            made[scenario] = {"files": info}
+        entry = made[scenario]
+        if kind not in entry:
+            info = entry["files"]
+            if kind != "sqlite":
+                url = make_store_url(kind)
+                path = info.config_path.with_name(f"oncall-ai-{kind}.yaml")
+                path.write_text(info.config_path.read_text().replace("store: oncall-ai.db", f"store: {url}"))
+                info = dataclasses.replace(info, config_path=path, store=url, store_path=None)
+            ingest_sandbox(info)
+            entry[kind] = info
+        return entry[kind]
+
+    return get
 
 
 def _same(a, b):
@@ -32,24 +60,24 @@ def _same(a, b):
 
 
 @pytest.fixture(scope="module")
-def triaged(tmp_path_factory):
-    """kind -> (ground truth, first finding of `triage --json`), each sandbox built once per module."""
+def triaged(sandboxes):
+    """(scenario, store kind) -> (ground truth, first finding of `triage --json`), once per module."""
     from typer.testing import CliRunner
 
     from oncall_ai.cli import app
 
     cache: dict = {}
 
-    def get(kind):
-        if kind not in cache:
-            info = _sandbox(tmp_path_factory.mktemp("sb"), kind)
+    def get(scenario, kind="sqlite"):
+        if (scenario, kind) not in cache:
+            info = sandboxes(scenario, kind)
             truth = info.ground_truth
             r = CliRunner().invoke(app, ["--config", str(info.config_path), "triage", "--feature", truth["feature"],
                                          "--metric", truth["metric"], "--at", truth["now"], "--json"],
                                         catch_exceptions=False)
             assert r.exit_code == 0, r.output
-            cache[kind] = (truth, json.loads(r.stdout)["findings"][0])
-        return cache[kind]
+            cache[(scenario, kind)] = (truth, json.loads(r.stdout)["findings"][0])
+        return cache[(scenario, kind)]
 
     return get
 
@@ -66,9 +94,10 @@ def _rank(truth, finding):
     return None
 
 
-@pytest.mark.parametrize("scenario", KINDS)
-def test_planted_change_is_detected_and_in_the_top_three(triaged, scenario):
-    truth, f = triaged(scenario)
+@pytest.mark.parametrize("scenario,kind", [(k, "sqlite") for k in KINDS]
+                         + [(k, "clickhouse") for k in KINDS if k in ON_CLICKHOUSE])
+def test_planted_change_is_detected_and_in_the_top_three(triaged, scenario, kind):
+    truth, f = triaged(scenario, kind)
     assert f["regression"]["detected"], f["regression"]["reason"]
     rank = _rank(truth, f)
     assert rank is not None and rank <= 3, [(h["kind"], h["target"]) for h in f["hypotheses"][:3]]
@@ -83,11 +112,28 @@ def test_planted_change_ranks_first_in_most_kinds(triaged):
     assert sum(firsts.values()) >= len(KINDS) - 1, firsts
 
 
-def test_noise_only_sandbox_raises_no_alarm(tmp_path_factory, run_cli):
-    info = _sandbox(tmp_path_factory.mktemp("sb"), "none")
+@pytest.mark.parametrize("kind", ["sqlite", "clickhouse"])
+def test_noise_only_sandbox_raises_no_alarm(sandboxes, run_cli, kind):
+    info = sandboxes("none", kind)
     r = run_cli("--config", info.config_path, "triage", "--at", info.ground_truth["now"], "--json",
                 "--fail-on-regression")
     assert r.exit_code == 0, r.stdout
     doc = json.loads(r.stdout)
     assert len(doc["findings"]) >= 6  # every feature and metric examined
     assert not any(f["regression"]["detected"] for f in doc["findings"])
+
+
+@pytest.mark.parametrize("scenario", ON_CLICKHOUSE)
+def test_same_findings_on_both_stores(sandboxes, run_cli, scenario):
+    """Every finding of a full scan, field by field: regression, onset, slices, decomposition,
+    hypotheses with their scores and evidence."""
+    from both_stores import assert_same
+
+    docs = []
+    for kind in ("sqlite", "clickhouse"):
+        info = sandboxes(scenario, kind)
+        r = run_cli("--config", info.config_path, "triage", "--at", info.ground_truth["now"], "--json")
+        assert r.exit_code == 0, r.stderr
+        docs.append(json.loads(r.stdout))
+    assert len(docs[0]["findings"]) >= 6
+    assert_same(*docs, what=scenario)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from oncall_ai.commands import get_context
 
 DEFAULT_DIR = "oncall-ai-demo"
 
@@ -31,13 +34,19 @@ def demo(
     days: Annotated[int, typer.Option("--days", metavar="N", help="Days of history.", min=2, max=90)] = 7,
     scale: Annotated[float, typer.Option("--scale", metavar="X", help="Multiply traffic volume (0.2 for a quick "
                                                                       "sandbox, 10 for a bench).", min=0.01, max=100.0)] = 1.0,
+    store: Annotated[str | None, typer.Option("--store", metavar="URL",
+                                              help="Put the sandbox's data in this store (an empty one: a SQLite path or "
+                                                   "clickhouse://host:8123/db) instead of DIR/oncall-ai.db; the sandbox "
+                                                   "config points there.")] = None,
 ) -> int:
     """Build a demo sandbox: a prompt repo and a platform repo (pins, indexes, judges) with a week
     of dated commits, a week of eval events for three features, recorded changes, a judge
     calibration set and runs, and an oncall-ai.yaml; then ingest it into the sandbox's store.
 
     Each scenario plants one incident (or none) and writes the answer to ground_truth.json.
-    Without --at, the sandbox ends now, so `oncall-ai triage` in it finds the incident."""
+    Without --at, the sandbox ends now, so `oncall-ai triage` in it finds the incident.
+    With --store (or `oncall-ai --store URL demo`, or $ONCALL_AI_STORE) the data goes to that store,
+    which must be empty: e.g. a new ClickHouse database."""
     from oncall_ai.demo import SCENARIOS
     from oncall_ai.errors import UsageError
 
@@ -65,6 +74,10 @@ def demo(
         if clash and not is_sandbox(target):
             raise UsageError(f"{dir}: holds {', '.join(clash)} but is not a demo sandbox; --force replaces "
                              "only a previous sandbox", hint="choose an empty folder")
+    store = store or get_context(ctx).store_url or os.environ.get("ONCALL_AI_STORE") or None
+    shown_store = None
+    if store is not None:
+        store, shown_store = _external_store(store, target, check_empty=not no_ingest)
     at_given = at is not None
     now = resolve_at(at)
     if not at_given:
@@ -83,17 +96,49 @@ def demo(
     status(f"building the {scenario} sandbox in {dir} (seed {seed}) ...")
     try:
         info = build_sandbox(target, scenario, seed, now, ingest=not no_ingest, days=days, scale=scale,
-                             overwrite=force, progress=None if quiet else _progress(status))
+                             overwrite=force, progress=None if quiet else _progress(status), store=store)
     except BaseException:
         if fresh:  # leave no half-built sandbox behind (it would need --force next time)
             from oncall_ai.demo.generator import clear_sandbox
 
             clear_sandbox(target)
         raise
-    _print_summary(info, dir, at_given, no_ingest)
+    _print_summary(info, dir, at_given, no_ingest, shown_store)
     if run:
         return _run_triage(info, at_given)
     return 0
+
+
+def _external_store(store: str, target: Path, *, check_empty: bool) -> tuple[str | None, str]:
+    """The store a demo was asked to fill: (what the sandbox config says, how to name it). None
+    for the sandbox's own file. Refuses a store that already holds data (the sandbox's answer key
+    would be wrong, and a real store must not receive demo events) and credentials in a URL (the
+    config file would hold them)."""
+    import re
+
+    from oncall_ai.config import _resolve_store
+    from oncall_ai.errors import UsageError
+
+    resolved = _resolve_store(store, Path.cwd())  # a relative path means from here, not from DIR
+    if "://" not in resolved:
+        if Path(resolved).resolve() == (target / "oncall-ai.db").resolve():
+            return None, "oncall-ai.db"
+    elif re.match(r"^[a-z]+://[^/@]*:[^/@]*@", resolved):
+        raise UsageError("--store: the URL holds a password, which would be written into the sandbox config",
+                         hint="give the user and password in $CLICKHOUSE_USER and $CLICKHOUSE_PASSWORD instead")
+    if not check_empty:
+        return resolved, resolved
+    from oncall_ai.store import open_store
+
+    with open_store(resolved) as st:
+        shown = st.url
+        n = st.count_events()
+        docs = sum(len(st.get_docs(kind)) for kind in ("change", "judge_run"))
+    if n or docs:
+        what = f"{n:,} events" if n else f"{docs:,} recorded changes and judge runs"
+        raise UsageError(f"--store: {shown} already holds {what}; the demo needs an empty store",
+                         hint="give a new SQLite path, or an empty ClickHouse database (CREATE DATABASE oncall_demo)")
+    return resolved, shown
 
 
 def _progress(status):
@@ -107,13 +152,13 @@ def _progress(status):
     return progress
 
 
-def _print_summary(info, dir: str, at_given: bool, no_ingest: bool) -> None:
+def _print_summary(info, dir: str, at_given: bool, no_ingest: bool, shown_store: str | None = None) -> None:
     from oncall_ai.timeutil import format_time
 
     gt = info.ground_truth
     secs = info.seconds
     at_opt = f" --at {format_time(info.now_ms)}" if at_given else ""
-    ingested = "files only (not ingested)" if no_ingest else f"ingested into {info.store_path.name}"
+    ingested = "files only (not ingested)" if no_ingest else f"ingested into {shown_store or info.store_path.name}"
     n_runs = len({line for line in _run_ids(info.calibration_runs)})
     lines = [
         f"Built a demo sandbox in {dir}: scenario {info.scenario}, seed {info.seed}, "

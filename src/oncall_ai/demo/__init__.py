@@ -66,19 +66,22 @@ def __getattr__(name: str):
 
 
 def generate_sandbox(dir: Path, *, scenario: str = "prompt_change", seed: int = 1, now_ms: int,
-                     days: int = 7, scale: float = 1.0, overwrite: bool = False) -> SandboxInfo:
+                     days: int = 7, scale: float = 1.0, overwrite: bool = False,
+                     store: str | None = None) -> SandboxInfo:
     """Write the sandbox files (no store). See oncall_ai.demo.generator for the layout."""
     from oncall_ai.demo.generator import generate_sandbox as _generate
 
     return _generate(Path(dir), scenario=scenario, seed=seed, now_ms=now_ms, days=days, scale=scale,
-                     overwrite=overwrite)
+                     overwrite=overwrite, store=store)
 
 
 def build_sandbox(dir: Path, scenario: str = "prompt_change", seed: int = 1, now_ms: int | None = None, *,
                   ingest: bool = True, days: int = 7, scale: float = 1.0, overwrite: bool = False,
-                  progress=None) -> SandboxInfo:
+                  progress=None, store: str | None = None) -> SandboxInfo:
     """Generate a sandbox and (by default) ingest it into its own store. For test suites: pass a
-    fixed `now_ms`; `scale` below 1 builds faster with proportionally less traffic."""
+    fixed `now_ms`; `scale` below 1 builds faster with proportionally less traffic. `store` (a
+    SQLite path or a clickhouse:// URL, default the sandbox's oncall-ai.db) is where the config
+    points and where the data goes; it should be empty."""
     import time
 
     if now_ms is None:
@@ -86,7 +89,7 @@ def build_sandbox(dir: Path, scenario: str = "prompt_change", seed: int = 1, now
 
         now_ms = _now() // 300_000 * 300_000
     info = generate_sandbox(dir, scenario=scenario, seed=seed, now_ms=now_ms, days=days, scale=scale,
-                            overwrite=overwrite)
+                            overwrite=overwrite, store=store)
     if ingest:
         t = time.perf_counter()
         info.ingested = ingest_sandbox(info, progress=progress)
@@ -97,7 +100,8 @@ def build_sandbox(dir: Path, scenario: str = "prompt_change", seed: int = 1, now
 def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
     """Ingest a generated sandbox into the store its config names, through the same paths users
     take: events (`oncall-ai ingest`), recorded changes (`oncall-ai changes import`) and the
-    calibration runs (`oncall-ai judge import-run`)."""
+    calibration runs (`oncall-ai judge import-run`). The store is the one the sandbox config names
+    (not $ONCALL_AI_STORE: the demo writes where its config says)."""
     from oncall_ai.config import load_config
     from oncall_ai.errors import DataError
     from oncall_ai.ingest import ingest_files
@@ -105,7 +109,7 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
     from oncall_ai.sources.recorded import import_records
     from oncall_ai.store import open_store
 
-    cfg = load_config(info.config_path)
+    cfg = load_config(info.config_path, store_override=info.store)
     store = open_store(cfg.store, config=cfg)
     try:
         result = ingest_files([str(p) for p in info.event_files], store, cfg, progress=progress)
@@ -121,3 +125,4 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
         store.close()
     return {"events": result.stored, "duplicates": result.duplicates, "changes": changes.stored,
             "judge_runs": len(runs.runs), "judge_run_items": runs.new}
+

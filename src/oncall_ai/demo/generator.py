@@ -4,7 +4,8 @@ in `oncall_ai.demo` for generate + ingest).
 
 Sandbox layout (everything relative to the sandbox folder):
 
-    oncall-ai.yaml        the config (CONTRACT.md section 2); `store: oncall-ai.db`
+    oncall-ai.yaml        the config (CONTRACT.md section 2); `store: oncall-ai.db` (or the store
+                          URL given to generate_sandbox, e.g. clickhouse://host:8123/db)
     README.md             what is here and what to run next
     prompts/              git repo, branch main, clean: the features' prompt files
                           (summarizer/system.md, summarizer/user.md, support/system.md,
@@ -79,6 +80,8 @@ from oncall_ai.demo.plan import PlannedCommit, Planner, Timeline, utc_date
 from oncall_ai.errors import UsageError
 from oncall_ai.timeutil import format_time
 
+DEFAULT_STORE = "oncall-ai.db"  # the sandbox's own SQLite file, relative to the sandbox
+
 # ---------------------------------------------------------------------------------------------
 # Result
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +97,7 @@ class SandboxInfo:
     days: int
     scale: float
     config_path: Path
-    store_path: Path
+    store_path: Path | None  # the sandbox's own SQLite file; None when `store` names another store
     event_files: list[Path]
     n_events: int
     n_requests: int
@@ -111,6 +114,7 @@ class SandboxInfo:
     n_calibration_scores: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     ingested: dict | None = None  # filled by build_sandbox: {"events": n, "changes": n, "judge_runs": n}
+    store: str = DEFAULT_STORE  # `store:` in the config: a path relative to the sandbox, or a URL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +203,13 @@ def _slo_objective(bad_share: float, budget_use: float = 0.8) -> float:
     return math.floor((1.0 - bad_share / budget_use) * 100) / 100
 
 
-def _config_text(scenario: str, seed: int) -> str:
+def _store_line(store: str) -> str:
+    if store == DEFAULT_STORE:
+        return f"store: {store}"
+    return f"store: {orjson.dumps(store).decode()}"
+
+
+def _config_text(scenario: str, seed: int, store: str = DEFAULT_STORE) -> str:
     mix = typical_mix("summarizer")
     mu = mean_quality("summarizer")
     good = sum(w * expected_good(m + JUDGE_BASE_BIAS) for w, m in zip(mix, mu, strict=True))
@@ -208,7 +218,7 @@ def _config_text(scenario: str, seed: int) -> str:
     thumbs = sum(w * expected_thumbs("support", m) for w, m in zip(mix_s, mu_s, strict=True))
     return f"""# oncall-ai demo sandbox: scenario {scenario}, seed {seed}. Built by `oncall-ai demo`.
 # Every path is relative to this file. The answer key is ground_truth.json (spoiler).
-store: oncall-ai.db
+{_store_line(store)}
 prompt_repo: prompts              # git repo with the prompts and the judge rubrics
 features:
   summarizer:
@@ -239,12 +249,12 @@ calibration: calibration/set.jsonl
 """
 
 
-def _readme_text(scenario: str, seed: int, now_ms: int) -> str:
+def _readme_text(scenario: str, seed: int, now_ms: int, store: str = DEFAULT_STORE) -> str:
     return f"""# oncall-ai demo sandbox
 
 Scenario `{scenario}` (seed {seed}), generated for {format_time(now_ms)}: {SCENARIOS[scenario]}.
 
-    oncall-ai.yaml          configuration (store: oncall-ai.db)
+    oncall-ai.yaml          configuration (store: {store})
     prompts/                git repo: prompt files per feature, judge rubrics under judges/
     platform/               git repo: models.yaml (pins), indexes.yaml, judges.yaml
     events/*.jsonl.gz       a week of eval events (judge scores, schema checks, thumbs-down)
@@ -311,10 +321,14 @@ def clear_sandbox(dir: Path) -> list[str]:
 
 
 def generate_sandbox(dir: Path, *, scenario: str = "prompt_change", seed: int = 1, now_ms: int,
-                     days: int = 7, scale: float = 1.0, overwrite: bool = False) -> SandboxInfo:
+                     days: int = 7, scale: float = 1.0, overwrite: bool = False,
+                     store: str | None = None) -> SandboxInfo:
     """Write a sandbox for `scenario` into `dir` (created if missing). A previous sandbox there is
     an error unless `overwrite` (then its entries are removed first; other files are left alone).
-    Deterministic in (scenario, seed, now_ms, days, scale)."""
+    `store` is what the config's `store:` says (default: oncall-ai.db in the sandbox; a
+    clickhouse:// URL puts the sandbox's events in ClickHouse). Deterministic in (scenario, seed,
+    now_ms, days, scale)."""
+    store = store or DEFAULT_STORE
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     if not isinstance(days, int) or days < 2:
@@ -408,8 +422,8 @@ def generate_sandbox(dir: Path, *, scenario: str = "prompt_change", seed: int = 
     _write_jsonl(cal_dir / "set.jsonl", items)
     _write_jsonl(cal_dir / "runs.jsonl", runs)
     _write_jsonl(dir / "changes.jsonl", planner.recorded)
-    (dir / "oncall-ai.yaml").write_text(_config_text(scenario, seed))
-    (dir / "README.md").write_text(_readme_text(scenario, seed, now_ms))
+    (dir / "oncall-ai.yaml").write_text(_config_text(scenario, seed, store))
+    (dir / "README.md").write_text(_readme_text(scenario, seed, now_ms, store))
     truth = _ground_truth(planner, repos, judge_changes)
     (dir / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2) + b"\n")
     timings["files"] = time.perf_counter() - t
@@ -417,7 +431,8 @@ def generate_sandbox(dir: Path, *, scenario: str = "prompt_change", seed: int = 
 
     return SandboxInfo(
         dir=dir, scenario=scenario, seed=seed, now_ms=now_ms, days=days, scale=scale,
-        config_path=dir / "oncall-ai.yaml", store_path=dir / "oncall-ai.db", event_files=writer.files,
+        config_path=dir / "oncall-ai.yaml", store_path=dir / DEFAULT_STORE if store == DEFAULT_STORE else None,
+        store=store, event_files=writer.files,
         n_events=writer.n_events, n_requests=writer.n_requests, ground_truth=truth,
         prompt_repo=dir / "prompts", platform_repo=dir / "platform", changes_path=dir / "changes.jsonl",
         calibration_set=cal_dir / "set.jsonl", calibration_runs=cal_dir / "runs.jsonl",

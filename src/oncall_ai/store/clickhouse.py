@@ -19,9 +19,11 @@ Tables (created and migrated by oncall-ai; `oncall_ai_migrations` records what w
                the latest version per id (argMax), so no mutations are needed.
 
 Idempotency (ingest run twice, or resumed after a kill): before inserting a batch, the ids of the
-batch are looked up among the events of the batch's series and time range (the primary key
-prunes that to the granules the batch covers; ids travel as an external table). Only new rows
-are inserted, and the materialised view sees only those, so rollups never count an event twice.
+batch are looked up among the events of the batch's time range, under every feature and metric
+(the primary key prunes that to the granules the range covers; ids travel as an external table).
+Only new rows are inserted, and the materialised view sees only those, so rollups never count an
+event twice. SQLite remembers ids per week instead: an id that comes back with a time outside
+the batch's range (a corrected timestamp) is new here and a duplicate there.
 One INSERT is one part (per month partition) and is atomic; a batch spanning months is several
 parts, and a re-run completes whatever a crash left out. Limitation: two processes ingesting the
 *same* ids at the *same* moment can both pass the check; run one writer per store.
@@ -586,7 +588,7 @@ class ClickHouseStore(Store):
         if new_series:
             self._insert_series(new_series)
         sids = list(map(sid_of.__getitem__, obj_ids))
-        existing = self._existing_ids(cols[0], sorted(set(fm_of.values())), cols[2])
+        existing = self._existing_ids(cols[0], cols[2])
         if existing:
             keep = [i for i, h in enumerate(cols[0]) if h not in existing]
             if not keep:
@@ -623,14 +625,13 @@ class ClickHouseStore(Store):
         self._series_ids.update(sid for _, sid in new)
         self._series_by_id = None
 
-    def _existing_ids(self, ids: Sequence[int], fms: list[int], tss: Sequence[int]) -> set[int]:
-        """Ids of this batch already stored: looked up among the batch's features/metrics and time
-        range only, which the primary key (fm, ts) prunes to the granules the batch covers."""
-        external: dict = {}
-        cond_series = self._in("fm", fms, "UInt64", external)
-        external["_ids"] = ("id Int64", _fixed("q", ids), "RowBinary")
-        found = self._rows(f"SELECT id FROM {self.db}.events WHERE {cond_series} AND ts >= {min(tss)} "
-                           f"AND ts <= {max(tss)} AND id IN _ids", external=external)
+    def _existing_ids(self, ids: Sequence[int], tss: Sequence[int]) -> set[int]:
+        """Ids of this batch already stored: looked up in the batch's time range, under any
+        feature and metric (the same id under another metric is the same event, as on SQLite).
+        The primary key (fm, ts) prunes that to the granules of each fm that the range covers."""
+        external = {"_ids": ("id Int64", _fixed("q", ids), "RowBinary")}
+        found = self._rows(f"SELECT id FROM {self.db}.events WHERE ts >= {min(tss)} AND ts <= {max(tss)} "
+                           f"AND id IN _ids", external=external)
         return {int(r[0]) for r in found}
 
     def rebuild_rollups(self, good_rules: dict) -> int:
