@@ -86,3 +86,19 @@ def test_config_check_cli(run_cli, tmp_path):
     p.write_text("slos: 3\n")
     r = run_cli("--config", p, "config", "check")
     assert r.exit_code == 2 and "slos" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_store_override_is_relative_to_the_working_folder(tmp_path, monkeypatch):
+    """`--store mine.db` and $ONCALL_AI_STORE are typed where the command runs; `store:` in the file
+    is relative to the file's folder."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "oncall-ai.yaml").write_text("store: data/s.db\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert load_config(proj / "oncall-ai.yaml").store == str(proj / "data" / "s.db")
+    assert load_config(proj / "oncall-ai.yaml", store_override="mine.db").store == str(here / "mine.db")
+    monkeypatch.setenv("ONCALL_AI_STORE", "env.db")
+    assert load_config(proj / "oncall-ai.yaml").store == str(here / "env.db")
+    assert load_config(proj / "oncall-ai.yaml", store_override="/abs/x.db").store == "/abs/x.db"

@@ -214,3 +214,31 @@ def test_python_api_opens_config_store(tmp_path, cfg, monkeypatch):
     r = ingest_records([ev(1), {"ts": "bad"}])
     assert (r.stored, r.rejected) == (1, 1)
     assert "<records>" == r.rejects[0].file and r.rejects[0].line == 2
+
+
+def test_a_utf8_byte_order_mark_is_not_data(run_cli, tmp_path, cfg):
+    """Windows tools (Excel's "CSV UTF-8", PowerShell) start files with a BOM: the first record is
+    still a record, and a CSV header still has its `ts` column."""
+    bom = b"\xef\xbb\xbf"
+    jl = tmp_path / "bom.jsonl"
+    jl.write_bytes(bom + b"".join(json.dumps(ev(i)).encode() + b"\r\n" for i in range(3)))
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes(bom + b"ts,feature,metric,value,slice.language,id\r\n"
+                    + f"{T0 + 10},summarizer,helpfulness,5,de,c1\r\n".encode())
+    with open_store(cfg.store, config=cfg) as store:
+        result = ingest_files([str(jl), str(csv)], store, cfg)
+    assert (result.stored, result.rejected) == (4, 0), result.rejects
+    # the parallel reader (big files) parses blocks; the first block starts with the BOM
+    from oncall_ai.ingest import MAX_LINE_BYTES, Validator, parse_block
+
+    cols, rejects, nread = parse_block(jl.read_bytes(), 1, Validator(cfg), MAX_LINE_BYTES)
+    assert (len(cols), rejects, nread) == (3, [], 3)
+
+
+def test_unwritable_rejects_path_is_a_usage_error(run_cli, tmp_path, cfg):
+    f = write_jsonl(tmp_path / "a.jsonl", [ev(1), "not json"])
+    r = run_cli("--config", cfg.path, "ingest", f, "--rejects", tmp_path / "no" / "such" / "r.jsonl")
+    assert r.exit_code == 2
+    assert "--rejects" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--config", cfg.path, "ingest", f, "--max-line-bytes", "0")
+    assert r.exit_code == 2 and "--max-line-bytes" in r.stderr

@@ -295,6 +295,23 @@ def test_judge_id_change_and_movement_pure():
     assert few.t is None and not few.worse
 
 
+@pytest.mark.parametrize("columns, hidden", [("120", False), ("80", True)])
+def test_drift_table_fits_the_terminal(project, run_cli, monkeypatch, columns, hidden):
+    """A narrow terminal hides the least needed columns (and says so) instead of cutting every cell."""
+    cfg, paths, _ = project
+    for k in ("r1", "r2", "r3", "r4"):
+        run_cli("--config", cfg, "judge", "import-run", paths[k])
+    monkeypatch.setenv("COLUMNS", columns)
+    r = run_cli("--config", cfg, "judge", "drift", "--no-traffic")
+    assert r.exit_code == 0, r.stderr
+    table = [line for line in r.stdout.splitlines() if line[:2] in ("# ", "1 ", "2 ", "3 ", "4 ")]
+    assert len(table) == 5
+    assert all(len(line) <= int(columns) for line in table)
+    assert "…" not in r.stdout
+    assert "drifted" in table[3] and "Δ baseline" in table[0] and "bias" in table[0]
+    assert ("ρ" not in table[0] and "hidden" in r.stdout) if hidden else ("ρ" in table[0] and "hidden" not in r.stdout)
+
+
 @pytest.mark.parametrize("judge_shift,product_drop", [(-0.6, 0.0), (0.0, 0.15)])
 def test_same_judge_health_on_both_stores(tmp_path, make_store_url, run_cli, judge_shift, product_drop):
     """The same runs and traffic in SQLite and in ClickHouse: `judge drift --json` (runs, bias,

@@ -176,7 +176,52 @@ def test_usage_errors(run_cli, sandbox):
         assert r.exit_code == 2, (args, r.stderr)
         assert msg in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--config", cfg, "scores", "--feature", "nope")
-    assert r.exit_code == 1 and "summarizer" in r.stderr
+    assert r.exit_code == 2 and "unknown feature 'nope'" in r.stderr and "summarizer" in r.stderr
+
+
+def test_trend_of_every_metric_matches_its_hourly_means(sandbox):
+    """Each row's trend is its own hourly means (rows of the first metric once lost theirs)."""
+    from oncall_ai.config import load_config
+    from oncall_ai.ingest import ingest_files
+    from oncall_ai.scores import query_scores
+    from oncall_ai.store import open_store
+
+    cfg_path, f, events = sandbox
+    cfg = load_config(cfg_path)
+    with open_store(cfg.store, config=cfg) as store:
+        ingest_files([str(f)], store, cfg)
+        end = T_END * 1000 - T_END * 1000 % 3_600_000
+        start = end - 24 * 3_600_000
+        rows = query_scores(store, cfg, start=start, end=end, trend_points=24)
+    assert {r.metric for r in rows} == {"helpfulness", "thumbs_down"}
+    for r in rows:
+        assert len(r.trend) == 24
+        for i, got in enumerate(r.trend):
+            lo = start + i * 3_600_000
+            vals = [float(e["value"]) for e in events
+                    if e["metric"] == r.metric and lo <= e["ts"] * 1000 < lo + 3_600_000]
+            assert (got is None) == (not vals)
+            if vals:
+                assert got == pytest.approx(mean(vals))
+
+
+@pytest.mark.parametrize("columns", ["80", "100"])
+def test_table_fits_the_terminal_one_line_per_row(run_cli, sandbox, monkeypatch, columns):
+    """The trend gets the width the other columns leave (latest points), instead of wrapping."""
+    cfg, f, _ = sandbox
+    run_cli("--config", cfg, "ingest", f)
+    monkeypatch.setenv("COLUMNS", columns)
+    at = str(T_END)
+    r = run_cli("--config", cfg, "scores", "-m", "helpfulness", "--by", "language,persona", "--at", at,
+                "--since", "3d")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.rstrip("\n").splitlines()
+    assert all(len(line) <= int(columns) for line in lines)
+    rows = [line for line in lines if line.split()[:1] in (["de"], ["en"], ["fr"])]
+    assert len(rows) == 6  # one line each: nothing wrapped
+    assert "…" not in r.stdout
+    trends = [line.split()[-1] for line in rows]
+    assert all(len(t) >= 5 and set(t) <= set("▁▂▃▄▅▆▇█ ") for t in trends)
 
 
 SAME_ON_BOTH = [

@@ -197,11 +197,21 @@ def test_fail_on_regression_exits_1(run_cli, incident):
     assert r.exit_code == 0
 
 
-def test_unknown_pair_gives_exactly_one_finding_saying_too_little_data(run_cli, incident):
-    r = _triage(run_cli, incident, "--feature", "summarizer", "--metric", "nope", "--json")
-    assert r.exit_code == 0
+def test_unknown_metric_is_a_usage_error(run_cli, incident):
+    """A typo must not look like a quiet metric (a cron job with --fail-on-regression would never fire)."""
+    r = _triage(run_cli, incident, "--feature", "summarizer", "--metric", "helpfulnes", "--json",
+                "--fail-on-regression")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "unknown metric 'helpfulnes'" in r.stderr and "'helpfulness'" in r.stderr
+
+
+def test_configured_pair_without_events_gives_exactly_one_finding_saying_too_little_data(run_cli, incident):
+    cfg = incident.parent / "with-extra-metric.yaml"
+    cfg.write_text(incident.read_text().replace("metrics:\n", "metrics:\n  brevity: {source: judge, good: \">= 4\"}\n"))
+    r = _triage(run_cli, cfg, "--feature", "summarizer", "--metric", "brevity", "--json")
+    assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    validate_triage_json(doc, feature="summarizer", metric="nope")
+    validate_triage_json(doc, feature="summarizer", metric="brevity")
     reg = doc["findings"][0]["regression"]
     assert reg["detected"] is False and reg["verdict"] == "insufficient_data"
     assert reg["needed_n"] > 0
@@ -258,6 +268,26 @@ def test_report_snapshot_at_80_columns(run_cli, incident, monkeypatch):
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(out)
     assert out == path.read_text()
+
+
+def test_commands_in_the_report_stay_pasteable_at_80_columns(run_cli, incident, monkeypatch):
+    """A command too long for the line is continued with ` \\`, never hard-wrapped mid-command, and
+    wrapped evidence keeps its indent."""
+    monkeypatch.setenv("COLUMNS", "80")
+    r = _triage(run_cli, incident, "--feature", "summarizer", "--metric", "helpfulness")
+    lines = r.stdout.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("Confirm: "))
+    pasted = ""
+    while True:
+        part = lines[i].removeprefix("Confirm: ").strip()
+        pasted += part.removesuffix("\\").rstrip() + " "
+        if not part.endswith("\\"):
+            break
+        i += 1
+    assert pasted.strip() == "oncall-ai scores --feature summarizer --metric helpfulness --by prompt_version --since 24h"
+    body = lines[lines.index("Hypotheses (most likely first; score = share of belief):") + 1:]
+    assert all(line.startswith(("   ", "1.", "2.", "3.", "4.", "5.")) or not line.strip()
+               for line in body[:body.index("")])
 
 
 @pytest.mark.parametrize("args", [

@@ -214,10 +214,13 @@ def parse_config(data: dict, *, path: Path | None, store_override: str | None = 
         if key not in TOP_LEVEL_KEYS:
             v.fail(str(key), "unknown key" + _did_you_mean(str(key), TOP_LEVEL_KEYS))
 
-    store = store_override or os.environ.get("ONCALL_AI_STORE") or data.get("store") or "oncall-ai.db"
+    # --store and $ONCALL_AI_STORE are typed where the command runs: relative to the working
+    # folder. Only paths written in the file are relative to the file's folder.
+    override = store_override or os.environ.get("ONCALL_AI_STORE")
+    store = override or data.get("store") or "oncall-ai.db"
     if not isinstance(store, str):
         v.fail("store", "must be a path or URL string")
-    store = _resolve_store(store, base)
+    store = _resolve_store(store, Path.cwd() if override else base)
 
     prompt_repo = v.path(data, "prompt_repo", base)
 

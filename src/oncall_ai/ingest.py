@@ -240,6 +240,8 @@ def read_jsonl(stream, max_line_bytes: int = MAX_LINE_BYTES, first_line: int = 1
     lineno = first_line - 1
     for raw in stream:
         lineno += 1
+        if lineno == 1 and raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (Windows tools write one)
+            raw = raw[3:]
         if len(raw) > max_line_bytes:
             yield lineno, Reject(f"line is {len(raw):,} bytes, over the {max_line_bytes:,}-byte limit (--max-line-bytes)"), None
             continue
@@ -279,7 +281,7 @@ def _csv_value(key: str, text: str):
 
 def read_csv(stream, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
     try:
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # -sig: Excel's "CSV UTF-8" has a BOM
         reader = csv.reader(text)
         header = next(reader, None)
     except UnicodeDecodeError as e:
@@ -420,7 +422,11 @@ class Ingestor:
         self.batch_size = max(batch_size, getattr(store, "ingest_batch_rows", 0) or 0)
         self._batch: list[tuple] = []
         self._cols: EventColumns | None = None
-        self._rejects_file = open(rejects_path, "wb") if rejects_path else None  # noqa: SIM115
+        try:
+            self._rejects_file = open(rejects_path, "wb") if rejects_path else None  # noqa: SIM115
+        except OSError as e:
+            raise UsageError(f"--rejects {rejects_path}: cannot write there ({e.strerror})",
+                             hint="name a file in a folder that exists") from None
         self.on_batch: Callable[[IngestResult], None] | None = None
 
     def reject(self, name: str, lineno: int, reason: str, raw: bytes | str | None) -> None:

@@ -42,7 +42,10 @@ def parse_where(items: Iterable[str]) -> dict[str, set[str]]:
         k = k.strip()
         if not k:
             raise UsageError(f"--where {item!r}: empty key")
-        where.setdefault(k, set()).update(x.strip() for x in v.split(","))
+        values = {x.strip() for x in v.split(",")} - {""}
+        if not values:
+            raise UsageError(f"--where {item!r}: no value; write e.g. --where {k}=de (or {k}=de,fr for either)")
+        where.setdefault(k, set()).update(values)
     return where
 
 
@@ -117,6 +120,8 @@ def query_scores(store: Store, cfg, *, start: int, end: int, feature: str | None
                 per = sums.setdefault(group_of[sid], {})
                 per.setdefault(b, Agg(0, 0.0, 0.0, None)).add(agg)
             for key, row in rows.items():
+                if key[1] != m:  # rows of the metrics done before keep their trend
+                    continue
                 per = sums.get(key[:3], {})
                 row.trend = [per[first + i * step].mean if first + i * step in per else None for i in range(n_points)]
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], [(x or "") for _, x in k[2]], k[3] or 0))]

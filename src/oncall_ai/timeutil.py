@@ -103,8 +103,9 @@ def resolve_since(since: str | None, at_ms: int, *, option: str = "--since", def
     text = default if since is None else since
     try:
         return at_ms - parse_duration_ms(text)
-    except ValueError:
-        pass
+    except ValueError as e:
+        if _DURATION.match(str(text).strip().replace(" ", "")):  # a duration, but 0s
+            raise UsageError(f"{option}: {e}") from None
     try:
         return parse_time_ms(text)
     except ValueError:

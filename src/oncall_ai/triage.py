@@ -34,7 +34,7 @@ from oncall_ai.analysis.finding import Finding, chart_points
 from oncall_ai.analysis.localize import LocalizeParams, localize
 from oncall_ai.analysis.stats import welch
 from oncall_ai.errors import OncallError
-from oncall_ai.timeutil import format_duration, parse_duration_ms
+from oncall_ai.timeutil import format_duration, format_time, parse_duration_ms
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -108,7 +108,16 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
                settings: TriageSettings | None = None, since_text: str = "24h",
                changes_fn: Callable | None = None, judge_fn: Callable | None = None) -> TriageResult:
     st = settings or TriageSettings.from_config(cfg)
+    # The analysis holds hourly arrays from `since - baseline` to `at`: a window reaching far before
+    # the first stored event (`--since 99999d`) would only add empty hours, gigabytes of them.
+    first, _ = store.time_bounds()
+    clamp_note = None
+    if first is not None and since < first - st.coarse_ms and first // st.coarse_ms * st.coarse_ms < at:
+        since = first // st.coarse_ms * st.coarse_ms
+        clamp_note = f"the window starts at the first stored event's hour, {format_time(since)}"
     result = TriageResult(at, since, [])
+    if clamp_note:
+        result.notes.append(clamp_note)
     # The asked feature's series now; every other feature's only when a regression needs the
     # cross-feature check (a big store has thousands of series per feature).
     groups = _SeriesGroups(store, feature)

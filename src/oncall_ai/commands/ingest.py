@@ -31,6 +31,10 @@ def ingest(
     from oncall_ai.ingest import REJECTS_SHOWN, ingest_files
     from oncall_ai.report.console import progress_enabled
 
+    if max_line_bytes < 1:
+        from oncall_ai.errors import UsageError
+
+        raise UsageError(f"--max-line-bytes {max_line_bytes}: must be at least 1")
     c = get_context(ctx)
     cfg = c.config(required=False)
     store = c.store()

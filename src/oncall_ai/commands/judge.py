@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from oncall_ai.commands import AtOpt, JsonOpt, MetricOpt, SinceOpt, get_context
+from oncall_ai.commands import AtOpt, JsonOpt, MetricOpt, SinceOpt, check_names, get_context
 
 judge_app = typer.Typer(
     name="judge", help="Calibrate the LLM judge against human labels and tell judge drift from product drift.",
@@ -157,7 +157,7 @@ def drift(
     agreement, weighted kappa, Spearman, false-bad/false-good at the good threshold, and the paired
     shift vs the baseline and previous run. A verdict per metric: drifted or not, since which run."""
     from oncall_ai.errors import UsageError
-    from oncall_ai.judge_runs import calibration_verdicts
+    from oncall_ai.judge_runs import RUN_KIND, calibration_verdicts
     from oncall_ai.timeutil import resolve_at, resolve_since
 
     if min_shift is not None and min_shift <= 0:
@@ -165,6 +165,8 @@ def drift(
     c = get_context(ctx)
     cfg = c.config()
     store = c.store()
+    if metric is not None and not any(metric in (d.body.get("metrics") or []) for d in store.get_docs(RUN_KIND)):
+        check_names(cfg, store, metric=metric)
     at_ms = resolve_at(at)
     start_ms = resolve_since(since, at_ms, default="7d")
     verdicts = calibration_verdicts(cfg, store, metric=metric, at_ms=None if at is None else at_ms,
@@ -222,7 +224,7 @@ def runs(ctx: typer.Context, metric: MetricOpt = None, json_out: JsonOpt = False
     from oncall_ai.timeutil import format_time
 
     c = get_context(ctx)
-    docs = [d for d in c.store().get_docs(RUN_KIND) if metric is None or metric in (d.body.get("metrics") or [])]
+    docs = [d for d in c.store(create=False).get_docs(RUN_KIND) if metric is None or metric in (d.body.get("metrics") or [])]
     rows = [{"run_id": d.id, "ts": format_time(d.ts), "judge_id": d.body.get("judge_id"),
              "metrics": d.body.get("metrics"), "status": d.body.get("status", "complete"),
              "source": d.body.get("source"), "items": d.body.get("items"), "scored": d.body.get("scored"),

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from oncall_ai.commands import AtOpt, FeatureOpt, JsonOpt, MetricOpt, SinceOpt, UntilOpt, get_context
+from oncall_ai.commands import (
+    AtOpt,
+    FeatureOpt,
+    JsonOpt,
+    MetricOpt,
+    SinceOpt,
+    UntilOpt,
+    check_names,
+    get_context,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +51,7 @@ def scores(
         raise UsageError("--json and --csv: choose one")
     c = get_context(ctx)
     cfg = c.config(required=False)
-    store = c.store()
+    store = c.store(create=False)
     at_ms = resolve_at(at)
     start = resolve_since(since, at_ms)
     end = resolve_until(until, at_ms)
@@ -58,6 +67,7 @@ def scores(
         except ValueError as e:
             raise UsageError(f"--compare: {e}") from None
         baseline = (start - length, start)
+    check_names(cfg, store, feature=feature, metric=metric)
     all_series = store.series(feature, metric)
     if not all_series:
         from oncall_ai.report.console import warn
@@ -68,9 +78,6 @@ def scores(
         what = " ".join(x for x in (f"feature {feature!r}" if feature else "", f"metric {metric!r}" if metric else "") if x)
         if known:
             warn(f"no events for {what or 'this query'}; features in the store: {', '.join(feats)}; metrics: {', '.join(mets) or '-'}")
-            if (feature and feature not in feats) or (metric and metric not in {s.metric for s in known}):
-                _emit([], json_out, csv_out, by_keys, bucket_ms, cfg)
-                return 1
         else:
             warn(f"the store {store.url} has no events yet; run `oncall-ai ingest FILE` or `oncall-ai demo`")
     unknown = [k for k in [*by_keys, *where_d] if k not in known_keys(all_series)]

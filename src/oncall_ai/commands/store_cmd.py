@@ -148,7 +148,7 @@ def rebuild_rollups(ctx: typer.Context) -> int:
     so queries read rollups again instead of raw events). Stop ingests while it runs."""
     c = get_context(ctx)
     cfg = c.config(required=False)
-    store = c.store()
+    store = c.store(create=False)
     cells = store.rebuild_rollups(_good_rules(cfg))
     print(f"rebuilt {cells:,} hourly cells in {store.url}", file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from oncall_ai.commands import AtOpt, FeatureOpt, JsonOpt, MetricOpt, SinceOpt, get_context
+from oncall_ai.commands import AtOpt, FeatureOpt, JsonOpt, MetricOpt, SinceOpt, check_names, get_context
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +33,7 @@ def triage(
     c = get_context(ctx)
     cfg = c.config(required=False)
     store = c.store(create=False)
+    check_names(cfg, store, feature=feature, metric=metric)
     at_ms = resolve_at(at)
     since_ms = resolve_since(since, at_ms)
     if since_ms >= at_ms:

@@ -15,15 +15,29 @@ def color_enabled(stream=None) -> bool:
 
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # `oncall-ai triage | head`: the reader had enough. Rich exits 1 here, which tells a
+        # `set -o pipefail` runbook script that triage found a problem; it did not. Exit 0, as
+        # cli.py does for a BrokenPipeError, with stdout on /dev/null so the final flush is quiet.
+        self.quiet = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(0)
+
+
 def stdout_console() -> Console:
     # Not cached across sys.stdout swaps (tests): build a fresh one each time it is asked for.
-    return Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
-                   width=_width())
+    return _Console(file=sys.stdout, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
+                    width=_width())
 
 
 def stderr_console() -> Console:
-    return Console(file=sys.stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
-                   width=_width(sys.stderr))
+    return _Console(file=sys.stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
+                    width=_width(sys.stderr))
 
 
 def _width(stream=None) -> int | None:

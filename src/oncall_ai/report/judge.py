@@ -28,6 +28,17 @@ def _pct(x) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+# Hidden first when the table is wider than the terminal (the rest tell drift from no drift).
+DROP_WHEN_NARROW = ("ρ", "exact", "FG", "FB", "null", "κw", "±1")
+
+
+def _table_width(cols: list[str], rows: list[list[str]], hidden: list[str]) -> int:
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(c), *(cell_len(r[k]) for r in rows)) for k, c in enumerate(cols) if c not in hidden]
+    return sum(widths) + len(widths) - 1
+
+
 def render_drift(findings: list[dict]) -> None:
     con = stdout_console()
     for f in findings:
@@ -45,22 +56,38 @@ def render_drift(findings: list[dict]) -> None:
             judges: dict = {}
             for r in f["runs"]:
                 judges.setdefault(r["judge_id"], f"J{len(judges) + 1}")
-            t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1, 0, 0))
-            for col in ("#", "at", "judge", "n", "null", "bias", "exact", "±1", "κw", "ρ", "FB", "FG",
-                        "Δ baseline", "state"):
-                t.add_column(col, justify="left" if col in ("at", "judge", "state") else "right", no_wrap=True)
+            cols = ["#", "at", "judge", "n", "null", "bias", "exact", "±1", "κw", "ρ", "FB", "FG", "Δ baseline",
+                    "state"]
+            rows, styles = [], []
             for i, r in enumerate(f["runs"], 1):
                 vb = r.get("vs_baseline") or {}
                 state = r["state"]
-                style = "red" if state == "drifted" else ("yellow" if state in ("unclear", "insufficient") else None)
-                t.add_row(
+                styles.append("red" if state == "drifted" else ("yellow" if state in ("unclear", "insufficient") else None))
+                rows.append([
                     str(i), (r["ts"] or "")[5:16].replace("T", " "), judges[r["judge_id"]], str(r["n"]),
                     _pct(r["null_rate"]), _pm(r["bias"], r.get("bias_ci")),
                     _pct(r["exact_agreement"]), _pct(r["within_one_agreement"]), _f(r["kappa_w"]),
                     _f(r["spearman"]), _pct(r.get("false_bad_rate")), _pct(r.get("false_good_rate")),
-                    _pm(vb.get("shift"), vb.get("ci")) if vb else "-",
-                    f"[{style}]{state}[/]" if style else state)
+                    _pm(vb.get("shift"), vb.get("ci")) if vb else "-", state])
+            # On a narrow terminal, hide the least needed columns rather than cut every cell to "…".
+            hidden = []
+            for col in DROP_WHEN_NARROW:
+                if _table_width(cols, rows, hidden) <= con.width:
+                    break
+                hidden.append(col)
+            t = Table(show_edge=False, pad_edge=False, box=None, header_style="bold", padding=(0, 1, 0, 0))
+            keep = [k for k, col in enumerate(cols) if col not in hidden]
+            for k in keep:
+                t.add_column(cols[k], justify="left" if cols[k] in ("at", "judge", "state") else "right", no_wrap=True)
+            for row, style in zip(rows, styles, strict=True):
+                cells = [row[k] for k in keep]
+                if style:
+                    cells[-1] = f"[{style}]{cells[-1]}[/]"
+                t.add_row(*cells)
             con.print(t)
+            if hidden:
+                con.print(f"  (narrow terminal: {', '.join(hidden)} hidden; --json has every figure)",
+                          markup=False, highlight=False)
             con.print("  runs: " + "; ".join(f"#{i} {r['run_id']}" for i, r in enumerate(f["runs"], 1)),
                       markup=False, highlight=False)
             con.print("  judges: " + "; ".join(f"{short} {jid}" for jid, short in judges.items()),

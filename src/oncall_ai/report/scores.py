@@ -17,24 +17,16 @@ def render_scores(rows, by_keys, bucket_ms, *, start, end) -> None:
         return
     multi = len({(r.feature, r.metric) for r in rows}) > 1
     has_base = any(r.baseline is not None for r in rows)
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{format_time(start)} .. {format_time(end)}",
-              title_justify="left")
+    headers: list[tuple[str, str]] = []  # (name, justify)
     if multi:
-        t.add_column("feature")
-        t.add_column("metric")
-    for k in by_keys:
-        t.add_column(k)
+        headers += [("feature", "left"), ("metric", "left")]
+    headers += [(k, "left") for k in by_keys]
     if bucket_ms is not None:
-        t.add_column("bucket")
-    t.add_column("count", justify="right")
-    t.add_column("mean", justify="right")
-    t.add_column("95% CI", justify="right")
-    t.add_column("good", justify="right")
+        headers.append(("bucket", "left"))
+    headers += [("count", "right"), ("mean", "right"), ("95% CI", "right"), ("good", "right")]
     if has_base:
-        t.add_column("base", justify="right")
-        t.add_column("Δ", justify="right")
-    if bucket_ms is None:
-        t.add_column("trend")
+        headers += [("base", "right"), ("Δ", "right")]
+    body = []
     for r in rows:
         ci = r.ci
         cells = []
@@ -51,10 +43,27 @@ def render_scores(rows, by_keys, bucket_ms, *, start, end) -> None:
             delta = (r.agg.mean - b.mean) if (b and b.n and r.agg.n) else None
             worse = delta is not None and ((delta < 0) == r.higher_is_better) and delta != 0
             cells.append(("[red]" if worse else "") + (f"{delta:+.3g}" if delta is not None else "-") + ("[/red]" if worse else ""))
-        if bucket_ms is None:
-            cells.append(sparkline(r.trend))
-        t.add_row(*cells)
-    console.print(t)
+        body.append(cells)
+
+    def table(trend: int | None) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{format_time(start)} .. {format_time(end)}",
+                  title_justify="left")
+        for name, justify in headers:
+            t.add_column(name, justify=justify)
+        if trend is not None:
+            t.add_column("trend", no_wrap=True)
+        for r, cells in zip(rows, body, strict=True):
+            t.add_row(*cells, *([sparkline(r.trend[-trend:]) if trend else ""] if trend is not None else []))
+        return t
+
+    trend = None
+    if bucket_ms is None:
+        # The trend gets the width the other columns leave, latest points kept: a sparkline wrapped
+        # onto a second line, or cut to "…" at its latest end, no longer reads as a trend.
+        points = max((len(r.trend) for r in rows), default=0)
+        spare = console.width - console.measure(table(0)).maximum + len("trend")
+        trend = min(points, spare) if spare >= len("trend") else None
+    console.print(table(trend))
 
 
 def _fmt(x) -> str:

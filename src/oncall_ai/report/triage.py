@@ -91,12 +91,12 @@ def _finding(f: Finding, console: Console, result) -> None:
         console.print()
         if top.rollback:
             console.print(Text("Roll back (top hypothesis):", style="bold"))
-            console.print(Text(f"  {top.rollback}", style="bold"), overflow="fold")
+            _command(console, "  ", top.rollback, style="bold")
         else:
             console.print(Text("No rollback command for the top hypothesis; see "
                                f"{top.runbook}", style="bold"), overflow="fold")
         if top.next_check:
-            console.print(Text(f"Confirm: {top.next_check}"), overflow="fold")
+            _command(console, "Confirm: ", top.next_check)
 
 
 def verdict_line(f: Finding, at: int) -> Text:
@@ -274,14 +274,40 @@ def _hypotheses(f: Finding, console: Console) -> None:
         if ch is not None:
             who = f" by {ch.by}" if ch.by else ""
             summary = f": {ch.summary}" if ch.summary else ""
-            console.print(Text(f"   change {ch.id}{who} at {_short_time(ch.at)}{summary}"), overflow="fold")
+            _hang(console, "   change ", f"{ch.id}{who} at {_short_time(ch.at)}{summary}")
         for e in h.evidence:
-            console.print(Text(f"   - {e}"), overflow="fold")
+            _hang(console, "   - ", e)
         if h.rollback:
-            console.print(Text(f"   rollback: {h.rollback}"), overflow="fold")
+            _command(console, "   rollback: ", h.rollback)
         if h.next_check:
-            console.print(Text(f"   confirm:  {h.next_check}", style="dim"), overflow="fold")
+            _command(console, "   confirm:  ", h.next_check, style="dim")
         console.print(Text(f"   runbook:  {h.runbook}", style="dim"))
+
+
+def _hang(console: Console, prefix: str, text: str, style: str = "") -> None:
+    """`prefix` + text, wrapped with its later lines indented under the text (not at column 0)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width=max(console.width, len(prefix) + 20), initial_indent=prefix,
+                          subsequent_indent=" " * len(prefix), break_on_hyphens=False) or [prefix.rstrip()]
+    for line in lines:
+        console.print(Text(line, style=style), overflow="fold")
+
+
+def _command(console: Console, prefix: str, command: str, style: str = "") -> None:
+    """A command someone will paste at 3am: too long for one line, it is broken between words with
+    ` \\` continuations (aligned under its start), so the pasted text is still one command."""
+    width = max(console.width - len(prefix), 20)
+    lines: list[str] = []
+    for word in command.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) + 2 <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    for i, line in enumerate(lines):
+        lead = prefix if i == 0 else " " * len(prefix)
+        tail = " \\" if i < len(lines) - 1 else ""
+        console.print(Text(lead + line + tail, style=style), overflow="fold")
 
 
 def _diff(f: Finding, console: Console) -> None:

@@ -93,8 +93,29 @@ def m002_create_docs(db) -> None:
     )
 
 
-# Append-only: never edit or reorder a released migration; add m003_... instead.
-MIGRATIONS = (m001_create_events, m002_create_docs)
+def m003_create_daily_rollups(db) -> None:
+    """Daily cells beside the hourly ones: long windows (7d, 30d SLO periods, digests) read one cell
+    per series and day instead of 24."""
+    db.executescript(
+        f"""
+        CREATE TABLE rollup_1d (
+            bucket INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            sum REAL NOT NULL,
+            sumsq REAL NOT NULL,
+            good INTEGER NOT NULL,
+            PRIMARY KEY (bucket, series_id)
+        ) WITHOUT ROWID;
+        INSERT INTO rollup_1d(bucket, series_id, n, sum, sumsq, good)
+            SELECT bucket - bucket % {DAY_MS}, series_id, sum(n), sum(sum), sum(sumsq), sum(good)
+            FROM rollup_1h GROUP BY 1, 2;
+        """
+    )
+
+
+# Append-only: never edit or reorder a released migration; add m004_... instead.
+MIGRATIONS = (m001_create_events, m002_create_docs, m003_create_daily_rollups)
 
 
 def _pending_migrations(conn: sqlite3.Connection) -> list[str]:
@@ -137,7 +158,8 @@ def _import_sqlite_utils():
 
 
 _NO_RULE = "none"
-WEEK_MS = 7 * 86_400_000
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
 RANGE_MERGE_GAP = 50_000  # rows: a zone-map range may span this many rows of other hours
 
 
@@ -170,14 +192,20 @@ class SQLiteStore(Store):
             self.conn.execute("PRAGMA busy_timeout=10000")
             self.conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
             self.conn.execute("PRAGMA temp_store=MEMORY")  # q_series and sorts never touch disk
-            if _pending_migrations(self.conn):
-                _apply_migrations(self.conn)
-            tables = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            missing = {"series", "event_keys", "events", "event_ranges", "rollup_1h", "docs"} - tables
+            pending = _pending_migrations(self.conn)
+            if "m001_create_events" not in pending:
+                # Tables made by migrations already recorded as applied must be there (a store from a
+                # pre-release build recorded m001 with another layout).
+                tables = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                missing = {"series", "event_keys", "events", "event_ranges", "rollup_1h"} - tables
+            else:
+                missing = set()
             if missing:
                 raise StoreError(
                     f"store {path}: made by a pre-release build of oncall-ai (no {', '.join(sorted(missing))} table)",
                     hint="ingest your events again into a new store file")
+            if pending:
+                _apply_migrations(self.conn)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {path}: not a usable SQLite database ({e})") from None
         self._series_by_key: dict[tuple, int] | None = None
@@ -277,13 +305,14 @@ class SQLiteStore(Store):
             self._check_rules(rule_of, self._rollup_rules())
             for metric, metric_sids in sids_by_metric.items():
                 in_list = ",".join(str(int(x)) for x in sorted(metric_sids))
-                conn.execute(
-                    f"INSERT INTO rollup_1h(bucket, series_id, n, sum, sumsq, good) "
-                    f"SELECT ts - ts % {HOUR_MS}, series_id, count(*), sum(value), sum(value * value), "
-                    f"sum({_rule_sql(rule_of[metric])}) FROM events "
-                    f"WHERE rowid BETWEEN ? AND ? AND series_id IN ({in_list}) GROUP BY 1, 2 "
-                    f"ON CONFLICT(bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
-                    f"sumsq = sumsq + excluded.sumsq, good = good + excluded.good", (first, last))
+                for table, step in (("rollup_1h", HOUR_MS), ("rollup_1d", DAY_MS)):
+                    conn.execute(
+                        f"INSERT INTO {table}(bucket, series_id, n, sum, sumsq, good) "
+                        f"SELECT ts - ts % {step}, series_id, count(*), sum(value), sum(value * value), "
+                        f"sum({_rule_sql(rule_of[metric])}) FROM events "
+                        f"WHERE rowid BETWEEN ? AND ? AND series_id IN ({in_list}) GROUP BY 1, 2 "
+                        f"ON CONFLICT(bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
+                        f"sumsq = sumsq + excluded.sumsq, good = good + excluded.good", (first, last))
             spans = {b: [lo, hi] for b, lo, hi in conn.execute(
                 f"SELECT ts - ts % {HOUR_MS}, min(rowid), max(rowid) FROM events WHERE rowid BETWEEN ? AND ? "
                 f"GROUP BY 1", (first, last))}
@@ -353,6 +382,10 @@ class SQLiteStore(Store):
                     f"sum({_rule_sql(rule)}) FROM events e JOIN series s ON s.id = e.series_id "
                     f"WHERE s.metric = ? GROUP BY e.ts - e.ts % {HOUR_MS}, e.series_id", (metric,))
                 conn.execute("INSERT INTO rollup_rules(metric, good) VALUES (?, ?)", (metric, _rule_text(rule)))
+            conn.execute("DELETE FROM rollup_1d")
+            conn.execute(f"INSERT INTO rollup_1d(bucket, series_id, n, sum, sumsq, good) "
+                         f"SELECT bucket - bucket % {DAY_MS}, series_id, sum(n), sum(sum), sum(sumsq), sum(good) "
+                         f"FROM rollup_1h GROUP BY 1, 2")
             n = conn.execute("SELECT count(*) FROM rollup_1h").fetchone()[0]
             conn.execute("COMMIT")
         except BaseException:
@@ -381,7 +414,17 @@ class SQLiteStore(Store):
             first_full = -(-start // HOUR_MS) * HOUR_MS
             last_full = end - end % HOUR_MS
             if first_full < last_full:
-                self._query_rollups(len(ids), first_full, last_full, bucket_ms, good_rule, result)
+                first_day = -(-first_full // DAY_MS) * DAY_MS
+                last_day = last_full - last_full % DAY_MS
+                if (bucket_ms is None or bucket_ms % DAY_MS == 0) and first_day < last_day:
+                    self._query_rollups(len(ids), first_day, last_day, bucket_ms, good_rule, result,
+                                        table="rollup_1d", step=DAY_MS)
+                    if first_full < first_day:
+                        self._query_rollups(len(ids), first_full, first_day, bucket_ms, good_rule, result)
+                    if last_day < last_full:
+                        self._query_rollups(len(ids), last_day, last_full, bucket_ms, good_rule, result)
+                else:
+                    self._query_rollups(len(ids), first_full, last_full, bucket_ms, good_rule, result)
                 if start < first_full:
                     self._query_raw(start, first_full, bucket_ms, good_rule, result)
                 if last_full < end:
@@ -399,20 +442,21 @@ class SQLiteStore(Store):
             "SELECT DISTINCT metric FROM series WHERE id IN (SELECT id FROM q_series)")]
         return all(rules.get(m, want) == want for m in metrics)
 
-    def _query_rollups(self, n_series: int, start: int, end: int, bucket_ms, good_rule, result) -> None:
+    def _query_rollups(self, n_series: int, start: int, end: int, bucket_ms, good_rule, result, *,
+                       table: str = "rollup_1h", step: int = HOUR_MS) -> None:
         bucket = "NULL" if bucket_ms is None else f"bucket - bucket % {int(bucket_ms)}"
         good = "sum(good)" if good_rule is not None else "NULL"
-        n_buckets = (end - start) // HOUR_MS
+        n_buckets = (end - start) // step
         if n_buckets * n_series <= 200_000:
-            # Seek each (hour, series) pair in the (bucket, series_id) key instead of scanning
-            # every series of every hour.
-            hours = ",".join(str(start + i * HOUR_MS) for i in range(n_buckets))
+            # Seek each (bucket, series) pair in the (bucket, series_id) key instead of scanning
+            # every series of every bucket.
+            hours = ",".join(str(start + i * step) for i in range(n_buckets))
             where = f"bucket IN ({hours}) AND series_id IN (SELECT id FROM q_series)"
             args: tuple = ()
         else:
             where = "bucket >= ? AND bucket < ? AND series_id IN (SELECT id FROM q_series)"
             args = (start, end)
-        sql = (f"SELECT series_id, {bucket} AS b, sum(n), sum(sum), sum(sumsq), {good} FROM rollup_1h "
+        sql = (f"SELECT series_id, {bucket} AS b, sum(n), sum(sum), sum(sumsq), {good} FROM {table} "
                f"WHERE {where} GROUP BY series_id, b")
         self._merge(self.conn.execute(sql, args), result)
 
