@@ -312,3 +312,13 @@ def test_same_findings_on_both_stores(run_cli, built, monkeypatch, args):
     else:
         assert a.stdout.startswith("REGRESSION")
         assert a.stdout == b.stdout
+
+
+@pytest.mark.parametrize("columns", ["80", "70"])
+def test_full_scan_summary_keeps_verdict_and_onset_whole_when_narrow(run_cli, incident, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    r = _triage(run_cli, incident)
+    assert r.exit_code == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("summarizer/helpfulness"))
+    assert len(row) <= int(columns)
+    assert re.search(r" REGRESSION .* \d\d \d\d:\d\d ", row), row

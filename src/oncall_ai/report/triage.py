@@ -51,14 +51,18 @@ def _summary(findings: list[Finding], console: Console, window: str) -> None:
     console.print(Text(head, style="bold red" if n_reg else "bold green"))
     t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     t.add_column("feature/metric", no_wrap=True, min_width=min(40, max(len(f"{f.feature}/{f.metric}") for f in findings)))
-    t.add_column("verdict", no_wrap=True)
+    words = {"regression": "REGRESSION", "recovered": "recovered", "insufficient_data": "too little data",
+             "no_regression": "ok"}
+    # On a narrow terminal the top hypothesis (repeated in full below) gives way; the verdict and
+    # the onset never do ("REGRESS…" at 80 columns).
+    t.add_column("verdict", no_wrap=True,
+                 min_width=max(len(words.get(f.detection.verdict, f.detection.verdict)) for f in findings))
     t.add_column("change", justify="right", no_wrap=True, min_width=12)
-    t.add_column("since", no_wrap=True)
+    t.add_column("since", no_wrap=True, min_width=8)
     t.add_column("top hypothesis", overflow="ellipsis", no_wrap=True, ratio=1)
     for f in findings:
         d = f.detection
-        verdict = {"regression": "REGRESSION", "recovered": "recovered", "insufficient_data": "too little data",
-                   "no_regression": "ok"}.get(d.verdict, d.verdict)
+        verdict = words.get(d.verdict, d.verdict)
         delta = "" if d.delta is None else f"{_num(d.baseline.mean)}→{_num(d.current.mean)}"
         since = _clock(d.onset) if d.detected and d.onset else ""
         top = f.hypotheses[0] if f.hypotheses else None
