@@ -53,10 +53,21 @@ class OncallGroup(TyperGroup):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise typer.Exit(130) from None
-        except BrokenPipeError:
-            # `oncall-ai ... | head`: stdout closed early is not an error of ours.
-            sys.stderr.close()
-            raise typer.Exit(0) from None
+        except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            # A file the user named or owns that we could not use: say which, no traceback.
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            click.echo(f"error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                # `oncall-ai ... | head`: stdout closed early is not an error of ours.
+                sys.stderr.close()
+                raise typer.Exit(0) from None
+            if e.errno in (28, 30, 122):  # ENOSPC, EROFS, EDQUOT: the disk, not a bug
+                where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+                click.echo(f"error: {where}{e.strerror or e}", err=True)
+                raise typer.Exit(2) from None
+            raise
         # Commands return their exit code (an int); None means 0.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
             raise typer.Exit(rv)
