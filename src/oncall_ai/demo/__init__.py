@@ -111,7 +111,7 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
 
     # `info.store` is what the sandbox config says: a path relative to the sandbox (an override
     # given as-is would be read from the working folder), or a URL.
-    cfg = load_config(info.config_path, store_override=_resolve_store(info.store, Path(info.dir)))
+    cfg = load_config(info.config_path, store_override=_resolve_store(info.store, Path(info.config_path).parent))
     store = open_store(cfg.store, config=cfg)
     try:
         result = ingest_files([str(p) for p in info.event_files], store, cfg, progress=progress)
