@@ -109,7 +109,10 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
     from oncall_ai.sources.recorded import import_records
     from oncall_ai.store import open_store
 
-    cfg = load_config(info.config_path, store_override=info.store)
+    store_url = info.store  # relative paths in the sandbox config are relative to the sandbox
+    if "://" not in store_url and not Path(store_url).is_absolute():
+        store_url = str(Path(info.config_path).parent / store_url)
+    cfg = load_config(info.config_path, store_override=store_url)
     store = open_store(cfg.store, config=cfg)
     try:
         result = ingest_files([str(p) for p in info.event_files], store, cfg, progress=progress)
