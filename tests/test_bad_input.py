@@ -127,3 +127,33 @@ def test_usage_messages_say_what_is_wrong(run_cli, project, args, message):
     r = clean(run_cli("--config", project, *args, "--at", AT))
     assert r.exit_code == 2
     assert message in r.stderr
+
+
+@pytest.fixture
+def unreadable(tmp_path):
+    """A path that exists but cannot be opened, even by root (CI runs as root, so chmod 000 would
+    not do): a UNIX socket file. open() fails with ENXIO, as it would with EACCES."""
+    import socket
+
+    path = tmp_path / "unreadable.jsonl"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    yield path
+    sock.close()
+
+
+@pytest.mark.parametrize("args", [("--config", "{u}", "scores"), ("ingest", "{u}"), ("changes", "import", "{u}"),
+                                  ("judge", "import-run", "{u}")])
+def test_a_file_that_cannot_be_read_is_named(run_cli, project, unreadable, args, tmp_path):
+    cal = tmp_path / "set.jsonl"
+    cal.write_text(json.dumps({"id": "i1", "metric": "helpfulness", "input": "q", "output": "a",
+                               "human_score": 4}) + "\n")
+    cfg = tmp_path / "with-calibration.yaml"
+    cfg.write_text(CONFIG.replace("store: oncall-ai.db", f"store: {project.parent / 'oncall-ai.db'}")
+                   + f"calibration: {cal}\n")
+    args = [a.replace("{u}", str(unreadable)) for a in args]
+    if args[0] != "--config":
+        args = ["--config", str(cfg), *args]
+    r = clean(run_cli(*args))
+    assert r.exit_code == 2, r.stdout + r.stderr
+    assert str(unreadable) in r.stderr and "cannot read" in r.stderr

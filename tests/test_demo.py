@@ -569,3 +569,26 @@ def test_cli_run_without_triage_notes_the_skip(tmp_path, run_cli):
         assert "skipped --run" in r.stderr
     else:
         assert "$ oncall-ai triage" in r.stdout
+
+
+def test_cli_folder_that_cannot_be_created_is_a_usage_error(tmp_path, run_cli):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    r = run_cli("demo", blocker / "sandbox")
+    assert r.exit_code == 2 and "cannot create the folder" in r.stderr and "Traceback" not in r.stderr
+    assert blocker.read_text() == "not a folder\n"
+
+
+def test_build_sandbox_ingests_into_the_sandbox_store_whatever_the_working_folder(tmp_path, monkeypatch):
+    """The sandbox config's `store: oncall-ai.db` is relative to the sandbox, not to where the
+    build runs (an override resolved from the working folder once filled ./oncall-ai.db instead)."""
+    from oncall_ai.demo import build_sandbox
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("ONCALL_AI_STORE", str(tmp_path / "not-this.db"))
+    info = build_sandbox(tmp_path / "sb", "none", seed=4, now_ms=NOW, days=2, scale=0.05)
+    assert info.ingested["events"] > 0 and info.ingested["changes"] > 0
+    assert (tmp_path / "sb" / "oncall-ai.db").is_file()
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "not-this.db").exists()

@@ -382,3 +382,31 @@ def test_check_budget_adds_the_period_and_never_changes_states(run_cli, config_f
     assert 0.98 < by["fast-schema"]["sli"] < 0.99 and by["fast-schema"]["budget_left"] < 0
     text = run_cli("--config", config_file(), "slo", "check", "--at", AT, "--budget").stdout
     assert "SLI 98.97% over 30d" in text
+
+
+def test_out_through_a_symlink_or_into_a_fifo_keeps_them(run_cli, config_file, tmp_path):
+    """--out replaces a file atomically, but never the link or the special file it is given:
+    `-o /dev/stdout` as root once turned /dev/stdout into a plain file."""
+    import os
+    import threading
+
+    real = tmp_path / "real.yml"
+    real.write_text("old\n")
+    link = tmp_path / "link.yml"
+    link.symlink_to(real)
+    r = run_cli("--config", config_file(), "slo", "rules", "--out", link)
+    assert r.exit_code == 0, r.stderr
+    assert link.is_symlink() and "groups" in yaml.safe_load(real.read_text())
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    r = run_cli("--config", config_file(), "slo", "rules", "--out", fifo)
+    reader.join(timeout=30)
+    assert r.exit_code == 0, r.stderr
+    assert fifo.is_fifo() and "groups" in yaml.safe_load(got[0])
+
+    r = run_cli("--config", config_file(), "export", "prometheus", "--at", AT, "--out", "/proc/oncall-ai.prom")
+    assert r.exit_code == 2 and "--out" in r.stderr and "Traceback" not in r.stderr

@@ -27,9 +27,59 @@ def test_unusable_store_files(run_cli, tmp_path, make, message):
     assert message in r.stderr and str(p) in r.stderr and "Traceback" not in r.stderr
 
 
-def test_store_in_a_missing_folder(run_cli, tmp_path):
-    r = run_cli("--store", tmp_path / "nope" / "s.db", "scores")
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+@pytest.mark.parametrize("command", [("scores",), ("triage",), ("ingest", "-")])
+def test_store_in_a_missing_folder(run_cli, tmp_path, command):
+    r = run_cli("--store", tmp_path / "nope" / "s.db", *command, input="")
+    assert r.exit_code == 2 and f"folder {tmp_path / 'nope'} does not exist" in r.stderr
+
+
+def _store_with_events(tmp_path):
+    from oncall_ai.config import parse_config
+    from oncall_ai.store import open_store
+
+    cfg = parse_config({"store": str(tmp_path / "s.db")}, path=None)
+    return cfg, open_store(cfg.store, config=cfg)
+
+
+def _ev(i):
+    return {"id": f"e{i}", "ts": 1_795_000_000 + i, "feature": "f", "metric": "m", "value": 1}
+
+
+def test_a_read_only_store_is_a_store_error_not_a_traceback(tmp_path):
+    """chmod 444 (or a read-only mount): every write names the store and says nothing was written."""
+    from oncall_ai.errors import StoreError
+    from oncall_ai.ingest import ingest_records
+    from oncall_ai.store.base import Doc
+
+    cfg, store = _store_with_events(tmp_path)
+    ingest_records([_ev(1)], config=cfg, store=store)
+    store.conn.execute("PRAGMA query_only = 1")  # what SQLite reports for a read-only file, as root too
+    with pytest.raises(StoreError, match="read-only") as e:
+        ingest_records([_ev(2)], config=cfg, store=store)
+    assert str(tmp_path / "s.db") in e.value.message and e.value.exit_code == 2
+    with pytest.raises(StoreError, match="read-only"):
+        store.put_docs("change", [Doc("change", "c1", 1, {"id": "c1"})])
+    store.conn.execute("PRAGMA query_only = 0")
+    assert store.count_events() == 1
+    store.close()
+
+
+def test_a_store_locked_by_another_writer_is_a_store_error(tmp_path):
+    from oncall_ai.errors import StoreError
+    from oncall_ai.ingest import ingest_records
+
+    cfg, store = _store_with_events(tmp_path)
+    other = sqlite3.connect(cfg.store, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(StoreError, match="another process"):
+            ingest_records([_ev(1)], config=cfg, store=store)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert ingest_records([_ev(1)], config=cfg, store=store).stored == 1
+    store.close()
 
 
 def test_daily_rollups_are_backfilled_for_an_older_store(tmp_path):

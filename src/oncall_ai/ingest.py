@@ -506,6 +506,11 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
             raise UsageError(f"{p}: no such file")
         if p != "-" and os.path.isdir(p):
             raise UsageError(f"{p}: is a folder, not a file of events")
+        if p != "-":
+            try:
+                open(p, "rb").close()
+            except OSError as e:
+                raise UsageError(f"{p}: cannot read ({e.strerror}); nothing was ingested") from None
     import gc
 
     ing = Ingestor(store, config, rejects_path=rejects_path, batch_size=batch_size)

@@ -52,6 +52,13 @@ def _raise_lines(path, errors: list[str], what: str, consequence: str) -> None:
     raise DataError(f"{path}: {len(errors)} invalid {what}{'s' if len(errors) != 1 else ''}; {consequence}\n{shown}{more}")
 
 
+def _open_rb(path, error_cls):
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller's with-block closes it
+    except OSError as e:
+        raise error_cls(f"{path}: cannot read ({e.strerror})") from None
+
+
 def load_calibration_set(cfg, *, path: Path | None = None) -> dict[str, CalibrationItem]:
     """Every item of the calibration set, by id. ConfigError when not configured or missing,
     DataError (listing file:line) when any line is invalid: a half-valid set is not used."""
@@ -64,7 +71,7 @@ def load_calibration_set(cfg, *, path: Path | None = None) -> dict[str, Calibrat
     scales = {name: m.scale for name, m in cfg.metrics.items()}
     items: dict[str, CalibrationItem] = {}
     errors: list[str] = []
-    with open(path, "rb") as f:
+    with _open_rb(path, ConfigError) as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -133,15 +140,17 @@ def import_run_file(cfg, store, path: str, *, items: dict[str, CalibrationItem] 
     contradicting a stored score is an error (runs are immutable: import under a new run_id)."""
     items = items if items is not None else load_calibration_set(cfg)
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UsageError(f"{path}: file not found")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a folder, not a JSON Lines file")
     scales = {name: m.scale for name, m in cfg.metrics.items()}
     errors: list[str] = []
     rows: dict[str, dict] = {}  # doc id -> body
     row_line: dict[str, int] = {}
     run_judge: dict[str, tuple[str | None, int]] = {}
     result = ImportResult(file=str(path))
-    with open(p, "rb") as f:
+    with _open_rb(p, UsageError) as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue

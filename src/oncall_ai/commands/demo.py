@@ -88,8 +88,12 @@ def demo(
     def status(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    status(f"building the {scenario} sandbox in {dir} (seed {seed}) ...")
     fresh = not target.exists() or not any(target.iterdir())
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{dir}: cannot create the folder ({e.strerror})", hint="choose a folder you can write to") from None
+    status(f"building the {scenario} sandbox in {dir} (seed {seed}) ...")
     try:
         info = build_sandbox(target, scenario, seed, now, ingest=not no_ingest, days=days, scale=scale,
                              overwrite=force, progress=None if quiet else _progress(status), store=store)

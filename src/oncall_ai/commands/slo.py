@@ -164,17 +164,32 @@ def _write(out: str | None, text: str) -> None:
     from oncall_ai.errors import UsageError
 
     path = Path(out)
+    if path.is_symlink():
+        path = path.resolve()  # replace the file the link points at, keep the link
     if not path.parent.exists():
         raise UsageError(f"--out: folder {path.parent} does not exist")
     if path.is_dir():
         raise UsageError(f"--out: {path} is a folder")
-    # Same folder + rename: readers (the textfile collector, Prometheus) never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        if path.exists() and not path.is_file():
+            # /dev/stdout, a FIFO, a device: write into it; renaming over it would replace the
+            # device node itself (as root, /dev/stdout or /dev/null would become a plain file).
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        # Same folder + rename: readers (the textfile collector, Prometheus) never see half a file.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write ({e.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UsageError(f"--out {out}: cannot write ({e.strerror})") from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

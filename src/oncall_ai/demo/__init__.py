@@ -102,17 +102,16 @@ def ingest_sandbox(info: SandboxInfo, *, progress=None) -> dict:
     take: events (`oncall-ai ingest`), recorded changes (`oncall-ai changes import`) and the
     calibration runs (`oncall-ai judge import-run`). The store is the one the sandbox config names
     (not $ONCALL_AI_STORE: the demo writes where its config says)."""
-    from oncall_ai.config import load_config
+    from oncall_ai.config import _resolve_store, load_config
     from oncall_ai.errors import DataError
     from oncall_ai.ingest import ingest_files
     from oncall_ai.judge_runs import import_run_file
     from oncall_ai.sources.recorded import import_records
     from oncall_ai.store import open_store
 
-    store_url = info.store  # relative paths in the sandbox config are relative to the sandbox
-    if "://" not in store_url and not Path(store_url).is_absolute():
-        store_url = str(Path(info.config_path).parent / store_url)
-    cfg = load_config(info.config_path, store_override=store_url)
+    # `info.store` is what the sandbox config says: a path relative to the sandbox (an override
+    # given as-is would be read from the working folder), or a URL.
+    cfg = load_config(info.config_path, store_override=_resolve_store(info.store, Path(info.dir)))
     store = open_store(cfg.store, config=cfg)
     try:
         result = ingest_files([str(p) for p in info.event_files], store, cfg, progress=progress)

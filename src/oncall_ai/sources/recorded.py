@@ -133,9 +133,12 @@ def _open_lines(path: str):
         raise UsageError(f"{path}: no such file")
     if p.is_dir():
         raise UsageError(f"{path}: is a folder, not a JSON Lines file")
-    if p.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", errors="replace"), str(p)
-    return open(p, encoding="utf-8", errors="replace"), str(p)
+    try:
+        if p.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", errors="replace"), str(p)
+        return open(p, encoding="utf-8", errors="replace"), str(p)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:

@@ -20,6 +20,7 @@ batch is one transaction, so a killed ingest leaves whole batches and a re-run s
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -175,16 +176,43 @@ def _rule_sql(rule) -> str:
     return f"(value {op} {float(rule.threshold)!r})"
 
 
+def _write_error(path: str, e: sqlite3.OperationalError) -> StoreError:
+    """What a failed write means for the person running the command (exit 2, no traceback)."""
+    msg = str(e)
+    if "readonly" in msg:
+        return StoreError(f"store {path}: cannot write: the file or its folder is read-only for this user",
+                          hint="run as the store's owner, or fix its permissions; nothing was written")
+    if "locked" in msg or "busy" in msg:
+        return StoreError(f"store {path}: another process is writing to it (an ingest or import?)",
+                          hint="run the command again when it is done; nothing was written")
+    if "full" in msg:
+        return StoreError(f"store {path}: the disk is full", hint="free some space and run it again; "
+                          "what was written before is consistent")
+    return StoreError(f"store {path}: write failed ({msg})")
+
+
+def _writes(method):
+    """Turn SQLite's operational failures on a write (read-only file, lock held elsewhere, full
+    disk) into a StoreError. The method's own transaction handling has rolled back already."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as e:
+            raise _write_error(self.url, e) from None
+    return wrapper
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, *, create: bool = True):
         self.url = path
         p = Path(path)
+        if not p.parent.exists():
+            raise StoreError(f"store {path}: folder {p.parent} does not exist")
         if not create and not p.exists():
             raise StoreError(f"store {path}: no such file", hint="ingest some events first, or check `store:` in the config")
         if p.exists() and p.is_dir():
             raise StoreError(f"store {path}: is a folder, not a SQLite file")
-        if not p.parent.exists():
-            raise StoreError(f"store {path}: folder {p.parent} does not exist")
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -254,6 +282,7 @@ class SQLiteStore(Store):
             return 0
         return self.write_columns(EventColumns.from_rows(rows), good_rules)
 
+    @_writes
     def write_columns(self, cols: EventColumns, good_rules: dict) -> int:
         """One transaction: dedup keys, events, text, rollups and zone map, or nothing at all.
 
@@ -366,6 +395,7 @@ class SQLiteStore(Store):
         """How many migrations are applied (m001 = 1, ...)."""
         return len(MIGRATIONS) - len(_pending_migrations(self.conn))
 
+    @_writes
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recompute every hourly rollup from raw events with the given good rules."""
         conn = self.conn
@@ -389,7 +419,8 @@ class SQLiteStore(Store):
             n = conn.execute("SELECT count(*) FROM rollup_1h").fetchone()[0]
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                conn.execute("ROLLBACK")
             raise
         self._rules = None
         return n
@@ -542,6 +573,7 @@ class SQLiteStore(Store):
         return self.conn.execute("SELECT coalesce(sum(n), 0) FROM rollup_1h").fetchone()[0]
 
     # --- documents --------------------------------------------------------------------
+    @_writes
     def put_docs(self, kind: str, docs: Iterable[Doc], *, replace: bool = False) -> int:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         rows = [(kind, d.id, int(d.ts), orjson.dumps(d.body).decode()) for d in docs]
@@ -555,7 +587,8 @@ class SQLiteStore(Store):
             changed = conn.total_changes - before
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                conn.execute("ROLLBACK")
             raise
         return changed
 
@@ -578,6 +611,7 @@ class SQLiteStore(Store):
         sql += " ORDER BY ts, id"
         return [Doc(kind, i, ts, orjson.loads(body)) for i, ts, body in self.conn.execute(sql, args)]
 
+    @_writes
     def delete_docs(self, kind: str, ids: Iterable[str]) -> int:
         ids = list(ids)
         if not ids:
