@@ -89,7 +89,7 @@ def sandbox_copy(tmp_path_factory, name: str, store: str | None = None) -> Path:
         assert "\nstore: oncall-ai.db\n" in text
         config.write_text(text.replace("\nstore: oncall-ai.db\n", f"\nstore: {json.dumps(store)}\n"))
         with isolated(dst.parent / "home"):
-            ingest_sandbox(SimpleNamespace(config_path=config, store=store,
+            ingest_sandbox(SimpleNamespace(dir=dst, config_path=config, store=store,
                                            event_files=sorted((dst / "events").glob("*.jsonl.gz")),
                                            changes_path=dst / "changes.jsonl",
                                            calibration_runs=dst / "calibration" / "runs.jsonl"))
