@@ -28,7 +28,6 @@ the state as it was, so the next check retries. Every send is recorded as a doc 
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import os
@@ -38,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from oncall_ai.errors import ConfigError
+from oncall_ai.sources.http import retry_after_seconds
 from oncall_ai.store.base import Doc
 from oncall_ai.timeutil import format_duration, format_time, parse_duration_ms
 
@@ -209,21 +209,7 @@ def _redacted_logs(secrets: list[str]) -> Iterator[None]:
 
 def retry_after_s(value: str | None, now_s: float | None = None) -> float | None:
     """Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    now = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - now)
+    return retry_after_seconds(value, now_s)
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -41,12 +41,12 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from oncall_ai.errors import ConfigError, DataError
+from oncall_ai.sources.http import retry_after_seconds
 
 STYLES = ("openai", "anthropic")
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -364,22 +364,7 @@ def parse_retry_after(headers, now_epoch: float | None = None) -> float | None:
                 return max(0.0, v)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        v = float(value)
-        return max(0.0, v) if math.isfinite(v) else None
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    now = time.time() if now_epoch is None else now_epoch
-    return max(0.0, when.timestamp() - now)
+    return retry_after_seconds(headers.get("retry-after"), now_epoch)
 
 
 # --- the client -------------------------------------------------------------------------------

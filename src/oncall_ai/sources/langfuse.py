@@ -16,7 +16,6 @@ exponential back-off otherwise. The secret key never appears in a message or in 
 
 from __future__ import annotations
 
-import email.utils
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 import orjson
 
 from oncall_ai.errors import ConfigError, OncallError
+from oncall_ai.sources.http import retry_after_seconds
 from oncall_ai.timeutil import parse_duration_ms
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
@@ -187,22 +187,7 @@ def load_settings(cfg, project: str | None = None, environ=None) -> Settings:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 def _retry_after_seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+    return retry_after_seconds(value, now)
 
 
 def _sleep(seconds: float) -> None:
