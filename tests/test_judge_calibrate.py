@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from judge_project import RUBRIC_V1, RUBRIC_V2, build_project, commit_file, fast_api, items_for
 from judge_server import JudgeServer
-
 from oncall_ai.config import load_config
 from oncall_ai.store import open_store
 
