@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-from triage_synth import HOUR, Synth
 
 from oncall_ai.analysis.cube import Cube
 from oncall_ai.analysis.decompose import kitagawa
@@ -29,6 +28,7 @@ from oncall_ai.analysis.stats import (
     t_sf,
     welch,
 )
+from triage_synth import HOUR, Synth
 
 MIN = 60_000
 ONSET = Synth().end - 10 * HOUR - 17 * MIN

@@ -34,7 +34,7 @@ from oncall_ai.analysis.cube import VERSION_FIELDS, Cell, Cube, Row
 from oncall_ai.analysis.decompose import Decomposition
 from oncall_ai.analysis.detect import Detection, Reference, rate_residuals
 from oncall_ai.analysis.localize import Localization
-from oncall_ai.analysis.stats import Moments, welch
+from oncall_ai.analysis.stats import Moments
 
 KIND_FIELD = {"prompt": "prompt_version", "model": "model_id", "index": "index_version", "judge": "judge_id"}
 HYPOTHESIS_KINDS = ("prompt_change", "model_change", "provider_model_change", "index_change",
