@@ -59,6 +59,26 @@ def _open_rb(path, error_cls):
         raise error_cls(f"{path}: cannot read ({e.strerror})") from None
 
 
+def _json_objects(f, path, errors: list[str]):
+    """(line number, "path:line", object) for every non-blank line of a JSON Lines file; a line that
+    is not a JSON object yields None as its object after its error is recorded."""
+    for lineno, raw in enumerate(f, 1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            errors.append(f"{where}: not valid JSON ({e})")
+            yield lineno, where, None
+            continue
+        if not isinstance(obj, dict):
+            errors.append(f"{where}: not a JSON object")
+            yield lineno, where, None
+            continue
+        yield lineno, where, obj
+
+
 def load_calibration_set(cfg, *, path: Path | None = None) -> dict[str, CalibrationItem]:
     """Every item of the calibration set, by id. ConfigError when not configured or missing,
     DataError (listing file:line) when any line is invalid: a half-valid set is not used."""
@@ -72,17 +92,8 @@ def load_calibration_set(cfg, *, path: Path | None = None) -> dict[str, Calibrat
     items: dict[str, CalibrationItem] = {}
     errors: list[str] = []
     with _open_rb(path, ConfigError) as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                errors.append(f"{where}: not valid JSON ({e})")
-                continue
-            if not isinstance(obj, dict):
-                errors.append(f"{where}: not a JSON object")
+        for lineno, where, obj in _json_objects(f, path, errors):
+            if obj is None:
                 continue
             iid, metric, hs = obj.get("id"), obj.get("metric"), obj.get("human_score")
             if isinstance(iid, int) and not isinstance(iid, bool):
@@ -151,18 +162,9 @@ def import_run_file(cfg, store, path: str, *, items: dict[str, CalibrationItem] 
     run_judge: dict[str, tuple[str | None, int]] = {}
     result = ImportResult(file=str(path))
     with _open_rb(p, UsageError) as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
+        for lineno, where, obj in _json_objects(f, path, errors):
             result.lines += 1
-            where = f"{path}:{lineno}"
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                errors.append(f"{where}: not valid JSON ({e})")
-                continue
-            if not isinstance(obj, dict):
-                errors.append(f"{where}: not a JSON object")
+            if obj is None:
                 continue
             problem = None
             run_id, item_id, judge_id = obj.get("run_id"), obj.get("item_id"), obj.get("judge_id")
