@@ -13,7 +13,6 @@ and reports the peak resident memory of those processes (target <= 300 MB).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
@@ -22,7 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-END = 1_795_000_000  # gen_events.py's default end (epoch seconds)
+sys.path.insert(0, str(ROOT / "bench"))
+
+from slo_bench import END, build, env  # noqa: E402  (same folder: the 10M store is built the same way)
 
 CONFIG = """\
 store: {store}
@@ -33,27 +34,6 @@ metrics:
   thumbs_down:  {{source: user, good: "== 0"}}
 slices: [persona, language, shape, tier]
 """
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
-    e.pop("ONCALL_AI_CONFIG", None)
-    return e
-
-
-def build(store: Path, config: Path, events: int) -> None:
-    print(f"building {store} with {events:,} events (once) ...", file=sys.stderr)
-    t0 = time.perf_counter()
-    gen = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_events.py"), "--events", str(events),
-                            "--end", str(END)], stdout=subprocess.PIPE)
-    ing = subprocess.run([sys.executable, "-m", "oncall_ai", "--config", str(config), "ingest", "--quiet", "-"],
-                         stdin=gen.stdout, env=env())
-    gen.stdout.close()
-    gen.wait()
-    if ing.returncode not in (0, 1) or gen.returncode != 0:
-        sys.exit(f"building the store failed (gen {gen.returncode}, ingest {ing.returncode})")
-    print(f"built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
 def timed(args: list[str], repeat: int) -> list[float]:
