@@ -32,7 +32,7 @@ from oncall_ai.errors import UsageError
 from oncall_ai.store.base import EventColumns
 from oncall_ai.timeutil import MS_MAX, MS_MIN
 
-BATCH_SIZE = 50_000
+BATCH_SIZE = 100_000  # rows per transaction: fewer commits, each rewriting fewer dedup pages per row
 MAX_LINE_BYTES = 1 << 20  # 1 MiB; input/output text beyond that is almost certainly a broken export
 REJECTS_SHOWN = 10
 
@@ -83,20 +83,17 @@ def record_hash(obj: dict) -> int:
 class _MinuteCache(dict):
     """ "YYYY-MM-DDTHH:MM" -> epoch ms of that UTC minute, parsed once (ts strings share minutes)."""
 
-    def __missing__(self, prefix: str) -> int | None:
+    def parse(self, prefix: str) -> int | None:
         try:
             dt = datetime.fromisoformat(prefix + ":00+00:00")
         except ValueError:
-            ms = None
-        else:
-            ms = (dt - _EPOCH) // _ONE_MS
-            if not (MS_MIN <= ms and ms + 60_000 <= MS_MAX) or len(self) > 100_000:
-                ms = None  # out of range: the exact path names it
-        if ms is not None:
+            return None
+        ms = (dt - _EPOCH) // _ONE_MS
+        if not (MS_MIN <= ms and ms + 60_000 <= MS_MAX):
+            return None  # out of range: the exact path names it
+        if len(self) < 200_000:
             self[prefix] = ms
         return ms
-
-    get = dict.__getitem__
 
 
 class Validator:
@@ -415,6 +412,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
     fast_keys = validator.fast_keys  # flat tuple as written -> canonical series key
     block_kidx: dict[int, int] = {}  # id(canonical key) -> index in this block's keys
     minute_ms = validator.minute_ms  # "YYYY-MM-DDTHH:MM" -> epoch ms
+    minute_get = minute_ms.get
     scale = validator._scale
     default_source = validator._default_source
     loads = orjson.loads
@@ -467,7 +465,9 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                     and (rid is None or type(rid) is str)
                     and (sr is None or (type(sr) is float and 0 < sr <= 1))
                     and get("input") is None and get("output") is None):
-                base = minute_ms.get(ts[:16])
+                base = minute_get(ts[:16])
+                if base is None:
+                    base = minute_ms.parse(ts[:16])
                 ss = ts[17:19]
                 if base is None or not (ss.isascii() and ss.isdigit() and ss < "60"):
                     raise _Slow
