@@ -708,28 +708,81 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
 
 
 def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line_bytes: int, progress) -> None:
+    """Worker processes parse blocks while this process writes, in file order. A plain file is
+    read by the workers themselves (each is given a byte range: no copy through a pipe); a .gz
+    stream is read here and its blocks sent to them."""
     import multiprocessing
     from collections import deque
 
     ctx = multiprocessing.get_context("fork")
-    with _open_binary(path) as f, ctx.Pool(workers, initializer=_worker_init,
-                                         initargs=(ing.validator, max_line_bytes)) as pool:
+    gz = path.endswith(".gz")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
         pending: deque = deque()
-        blocks = _blocks(f)
-        done = False
-        while True:
-            # Keep a bounded number of blocks in flight (memory stays flat on huge files).
-            while not done and len(pending) < 2 * workers + 1:
-                try:
-                    pending.append(pool.apply_async(_parse_block_in_worker, (next(blocks),)))
-                except StopIteration:
-                    done = True
-            if not pending:
-                break
-            cols, rejects, nread = pending.popleft().get()
-            ing.add_parsed(name, cols, rejects, nread)
-            if progress is not None:
-                progress(name, ing.result.read)
+        if gz:
+            f = _open_binary(path)
+            tasks = ((_parse_block_in_worker, blk) for blk in _blocks(f))
+        else:
+            f = None
+            size = os.path.getsize(path)
+            tasks = ((_parse_range_in_worker, (path, start, min(start + BLOCK_BYTES, size)))
+                     for start in range(0, size, BLOCK_BYTES))
+        try:
+            line = 1
+            done = False
+            while True:
+                # Keep a bounded number of blocks in flight (memory stays flat on huge files).
+                while not done and len(pending) < 2 * workers + 1:
+                    try:
+                        fn, arg = next(tasks)
+                    except StopIteration:
+                        done = True
+                        break
+                    pending.append(pool.apply_async(fn, (arg,)))
+                if not pending:
+                    break
+                out = pending.popleft().get()
+                if gz:
+                    cols, rejects, nread = out
+                else:
+                    # Line numbers: the worker counted from 1 (or 2, so that only the file's first
+                    # line is checked for a byte order mark); this block starts at `line`.
+                    cols, rejects, nread, nlines, local_first = out
+                    if rejects:
+                        shift = line - local_first
+                        rejects = [(n + shift, reason, raw) for n, reason, raw in rejects]
+                    line += nlines
+                ing.add_parsed(name, cols, rejects, nread)
+                if progress is not None:
+                    progress(name, ing.result.read)
+        finally:
+            if f is not None:
+                f.close()
+
+
+_worker_files: dict[str, object] = {}
+
+
+def _parse_range_in_worker(args):
+    """Parse the lines that start in [start, end) of a plain file (a line that starts before
+    `start` belongs to the block before; the last line is read to its end)."""
+    path, start, end = args
+    f = _worker_files.get(path)
+    if f is None:
+        f = _worker_files[path] = open(path, "rb")  # noqa: SIM115 - one per worker, for its life
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # the rest of the line that holds byte start-1
+    else:
+        f.seek(0)
+    pos = f.tell()
+    data = f.read(end - pos) if pos < end else b""
+    if data and not data.endswith(b"\n"):
+        data += f.readline()
+    nlines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    local_first = 1 if start == 0 else 2
+    cols, rejects, nread = parse_block(data, local_first, _worker_validator, _worker_max_line)
+    cols.cells = cols.rollup(_worker_validator.good_rules)
+    return cols, rejects, nread, nlines, local_first
 
 
 def _ingest_blocks(ing: Ingestor, path: str, name: str, max_line_bytes: int, progress) -> None:
