@@ -404,23 +404,20 @@ class SQLiteStore(Store):
         rule_of = {key[1]: good_rules.get(key[1]) for key in cols.keys}
         self._check_rules(rule_of, self._rollup_rules())
         cells = cols.cells if cols.cells is not None else cols.rollup(good_rules)
-        hour = [(stream_of_key[k], b, sid_of_key[k], c, t, tt, g) for k, b, c, t, tt, g in cells.hour]
-        day: dict[tuple[int, int, int], list] = {}  # merged by series: blocks number keys apart
-        for stream, b, sid, c, t, tt, g in hour:
-            key = (stream, b - b % DAY_MS, sid)
-            have = day.get(key)
-            if have is None:
-                day[key] = [c, t, tt, g]
-            else:
-                have[0] += c
-                have[1] += t
-                have[2] += tt
-                have[3] += g
-        for table, rows in (("rollup_1h", hour), ("rollup_1d", [(*k, *v) for k, v in day.items()])):
-            conn.executemany(
-                f"INSERT INTO {table}(stream, bucket, series_id, n, sum, sumsq, good) VALUES (?,?,?,?,?,?,?) "
-                f"ON CONFLICT(stream, bucket, series_id) DO UPDATE SET n = n + excluded.n, "
-                f"sum = sum + excluded.sum, sumsq = sumsq + excluded.sumsq, good = good + excluded.good", rows)
+        # The batch's hourly cells go to a temp table once; SQLite adds them to the hourly cells
+        # and, summed by day (blocks of one batch number the same series apart), to the daily.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch_cells (stream INTEGER, bucket INTEGER, "
+                     "series_id INTEGER, n INTEGER, sum REAL, sumsq REAL, good INTEGER)")
+        conn.execute("DELETE FROM batch_cells")
+        conn.executemany("INSERT INTO batch_cells VALUES (?,?,?,?,?,?,?)",
+                         [(stream_of_key[k], b, sid_of_key[k], c, t, tt, g) for k, b, c, t, tt, g in cells.hour])
+        upsert = ("ON CONFLICT(stream, bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
+                  "sumsq = sumsq + excluded.sumsq, good = good + excluded.good")
+        conn.execute(f"INSERT INTO rollup_1h(stream, bucket, series_id, n, sum, sumsq, good) "
+                     f"SELECT * FROM batch_cells WHERE true {upsert}")
+        conn.execute(f"INSERT INTO rollup_1d(stream, bucket, series_id, n, sum, sumsq, good) "
+                     f"SELECT stream, bucket - bucket % {DAY_MS}, series_id, sum(n), sum(sum), sum(sumsq), sum(good) "
+                     f"FROM batch_cells GROUP BY 1, 2, 3 {upsert}")
         self._extend_ranges({b: [first + lo, first + hi] for b, (lo, hi) in cells.spans.items()})
 
     def _add_series(self, key: tuple) -> tuple[int, int]:
