@@ -71,6 +71,9 @@ def _hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
 
 
+_ID_HASHER = hashlib.blake2b(b"id:", digest_size=8)
+
+
 def id_hash(event_id: str) -> int:
     return _hash64(b"id:" + event_id.encode("utf-8", "surrogatepass"))
 
@@ -393,6 +396,8 @@ def _worker_init(validator: Validator, max_line_bytes: int) -> None:
 
     gc.disable()  # no reference cycles are made here; the collector only costs time
     _worker_validator = validator
+    _worker_key_ids.clear()
+    _worker_keys.clear()
     _worker_max_line = max_line_bytes
 
 
@@ -416,7 +421,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
     scale = validator._scale
     default_source = validator._default_source
     loads = orjson.loads
-    blake = hashlib.blake2b
+    id_hasher = _ID_HASHER.copy
     from_bytes = int.from_bytes
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -495,8 +500,9 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                     k = block_kidx[id(key)] = len(keys)
                     keys.append(key)
                 kidx.append(k)
-                hs.append(from_bytes(blake(b"id:" + eid.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                                     "big", signed=True))
+                hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
+                hasher.update(eid.encode("utf-8", "surrogatepass"))
+                hs.append(from_bytes(hasher.digest(), "big", signed=True))
                 tss.append(ts_ms)
                 values.append(value)
                 rids.append(rid)
@@ -543,11 +549,61 @@ def _append(cols: EventColumns, block_kidx: dict, r: tuple) -> None:
     cols.sample_rate.append(sr)
 
 
+# Series keys (nested tuples of strings) cost more to pickle than all of a block's values: each
+# worker numbers the keys it has seen and sends a key once, with the first block that has it;
+# blocks carry key numbers only (see _KeyTables for the other end).
+_worker_key_ids: dict[int, int] = {}  # id(interned key) -> this worker's key number
+_worker_keys: list = []  # holds the keys alive, so their id() stays theirs
+
+
+def _worker_result(cols: EventColumns):
+    """(pid, keys new to the main process, cols numbered by this worker's key numbers), with the
+    writer's rollup work (the cells) done here, in parallel."""
+    cols.cells = cols.rollup(_worker_validator.good_rules)
+    ids = _worker_key_ids
+    new = []
+    local = []
+    for key in cols.keys:
+        g = ids.get(id(key))
+        if g is None:
+            g = ids[id(key)] = len(_worker_keys)
+            _worker_keys.append(key)
+            new.append(key)
+        local.append(g)
+    cols.kidx = [local[k] for k in cols.kidx]
+    cols.cells.k = [local[k] for k in cols.cells.k]
+    cols.keys = []
+    return os.getpid(), new, cols
+
+
+class _KeyTables:
+    """The main process's side of the worker key numbers: one shared key table for every block,
+    so batches of blocks from any worker index the same list (EventColumns.extend adds no keys)."""
+
+    def __init__(self):
+        self.keys: list = []
+        self._index: dict[tuple, int] = {}
+        self._of_worker: dict[int, list[int]] = {}
+
+    def adopt(self, pid: int, new: list, cols: EventColumns) -> EventColumns:
+        m = self._of_worker.setdefault(pid, [])
+        for key in new:
+            i = self._index.get(key)
+            if i is None:
+                i = self._index[key] = len(self.keys)
+                self.keys.append(key)
+            m.append(i)
+        cols.kidx = [m[k] for k in cols.kidx]
+        if cols.cells is not None:
+            cols.cells.k = [m[k] for k in cols.cells.k]
+        cols.keys = self.keys
+        return cols
+
+
 def _parse_block_in_worker(args):
     data, first_line = args
     cols, rejects, nread = parse_block(data, first_line, _worker_validator, _worker_max_line)
-    cols.cells = cols.rollup(_worker_validator.good_rules)  # the writer's rollup work, done here in parallel
-    return cols, rejects, nread
+    return _worker_result(cols), rejects, nread
 
 
 def _blocks(stream, block_bytes: int = BLOCK_BYTES):
@@ -716,6 +772,7 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
 
     ctx = multiprocessing.get_context("fork")
     gz = path.endswith(".gz")
+    tables = _KeyTables()
     with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
         pending: deque = deque()
         if gz:
@@ -742,16 +799,16 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
                     break
                 out = pending.popleft().get()
                 if gz:
-                    cols, rejects, nread = out
+                    numbered, rejects, nread = out
                 else:
                     # Line numbers: the worker counted from 1 (or 2, so that only the file's first
                     # line is checked for a byte order mark); this block starts at `line`.
-                    cols, rejects, nread, nlines, local_first = out
+                    numbered, rejects, nread, nlines, local_first = out
                     if rejects:
                         shift = line - local_first
                         rejects = [(n + shift, reason, raw) for n, reason, raw in rejects]
                     line += nlines
-                ing.add_parsed(name, cols, rejects, nread)
+                ing.add_parsed(name, tables.adopt(*numbered), rejects, nread)
                 if progress is not None:
                     progress(name, ing.result.read)
         finally:
@@ -781,8 +838,7 @@ def _parse_range_in_worker(args):
     nlines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     local_first = 1 if start == 0 else 2
     cols, rejects, nread = parse_block(data, local_first, _worker_validator, _worker_max_line)
-    cols.cells = cols.rollup(_worker_validator.good_rules)
-    return cols, rejects, nread, nlines, local_first
+    return _worker_result(cols), rejects, nread, nlines, local_first
 
 
 def _ingest_blocks(ing: Ingestor, path: str, name: str, max_line_bytes: int, progress) -> None:

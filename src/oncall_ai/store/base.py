@@ -43,34 +43,34 @@ EventRow = tuple
 
 @dataclass
 class Rollup:
-    """Rollup cells of a set of rows (EventColumns.rollup): `hour` holds (key index, hour, n, sum,
-    sum of squares, good); `spans` maps a 5-minute bucket to its first and last row index."""
+    """Rollup cells of a set of rows (EventColumns.rollup), column by column: cell i is series
+    key index k[i], hour b[i], count n[i], sum s[i], sum of squares ss[i], count good g[i].
+    `spans` maps a 5-minute bucket to its first and last row index."""
 
-    hour: list[tuple]
-    spans: dict[int, list[int]]
+    k: list = field(default_factory=list)
+    b: list = field(default_factory=list)
+    n: list = field(default_factory=list)
+    s: list = field(default_factory=list)
+    ss: list = field(default_factory=list)
+    g: list = field(default_factory=list)
+    spans: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.k)
 
     def extend(self, other: Rollup, key_offset: int, row_offset: int) -> None:
-        self.hour.extend((k + key_offset, *rest) for k, *rest in other.hour)
-        for b, (lo, hi) in other.spans.items():
-            s = self.spans.get(b)
-            if s is None:
-                self.spans[b] = [lo + row_offset, hi + row_offset]
+        self.k.extend([k + key_offset for k in other.k] if key_offset else other.k)
+        self.b.extend(other.b)
+        self.n.extend(other.n)
+        self.s.extend(other.s)
+        self.ss.extend(other.ss)
+        self.g.extend(other.g)
+        for z, (lo, hi) in other.spans.items():
+            have = self.spans.get(z)
+            if have is None:
+                self.spans[z] = [lo + row_offset, hi + row_offset]
             else:
-                s[1] = max(s[1], hi + row_offset)
-
-    def day(self) -> list[tuple]:
-        """The hourly cells summed by day: (key index, day, n, sum, sum of squares, good)."""
-        out: dict[tuple[int, int], list] = {}
-        for k, b, n, t, tt, g in self.hour:
-            c = out.get((k, b - b % DAY_MS))
-            if c is None:
-                out[(k, b - b % DAY_MS)] = [n, t, tt, g]
-            else:
-                c[0] += n
-                c[1] += t
-                c[2] += tt
-                c[3] += g
-        return [(k, b, *c) for (k, b), c in out.items()]
+                have[1] = max(have[1], hi + row_offset)
 
 
 @dataclass
@@ -121,10 +121,14 @@ class EventColumns:
                                                                 self.request_id, self.sample_rate, strict=True))]
 
     def extend(self, other: EventColumns) -> None:
-        offset = len(self.keys)
         n = len(self.h)
-        self.keys.extend(other.keys)
-        self.kidx.extend(k + offset for k in other.kidx)
+        if other.keys is self.keys:  # both index one shared key table (see ingest's parse workers)
+            offset = 0
+            self.kidx.extend(other.kidx)
+        else:
+            offset = len(self.keys)
+            self.keys.extend(other.keys)
+            self.kidx.extend(k + offset for k in other.kidx)
         self.h.extend(other.h)
         self.ts.extend(other.ts)
         self.value.extend(other.value)
@@ -178,7 +182,15 @@ class EventColumns:
                 spans[z] = [i, i]
             elif i > s[1]:
                 s[1] = i
-        return Rollup([(k, b, *c) for (k, b), c in hour.items()], spans)
+        r = Rollup(spans=spans)
+        for (k, b), (n, t, tt, g) in hour.items():
+            r.k.append(k)
+            r.b.append(b)
+            r.n.append(n)
+            r.s.append(t)
+            r.ss.append(tt)
+            r.g.append(g)
+        return r
 
 
 @dataclass(frozen=True)

@@ -410,7 +410,8 @@ class SQLiteStore(Store):
                      "series_id INTEGER, n INTEGER, sum REAL, sumsq REAL, good INTEGER)")
         conn.execute("DELETE FROM batch_cells")
         conn.executemany("INSERT INTO batch_cells VALUES (?,?,?,?,?,?,?)",
-                         [(stream_of_key[k], b, sid_of_key[k], c, t, tt, g) for k, b, c, t, tt, g in cells.hour])
+                         zip([stream_of_key[k] for k in cells.k], cells.b, [sid_of_key[k] for k in cells.k],
+                             cells.n, cells.s, cells.ss, cells.g, strict=True))
         upsert = ("ON CONFLICT(stream, bucket, series_id) DO UPDATE SET n = n + excluded.n, sum = sum + excluded.sum, "
                   "sumsq = sumsq + excluded.sumsq, good = good + excluded.good")
         conn.execute(f"INSERT INTO rollup_1h(stream, bucket, series_id, n, sum, sumsq, good) "
