@@ -105,10 +105,10 @@ def test_an_older_store_is_migrated_on_open(tmp_path, monkeypatch):
     monkeypatch.undo()
     c = sqlite3.connect(path, isolation_level=None)
     sids = {}
-    for h, key, ts, value, *_ in rows:
+    for _, key, *_ in rows:
         if key not in sids:
             sids[key] = c.execute("INSERT INTO series(feature, metric, source, slice) VALUES (?,?,?,?)",
-                                  (key[0], key[1], key[2], '[["k", "%s"]]' % key[3][0][1])).lastrowid
+                                  (key[0], key[1], key[2], f'[["k", "{key[3][0][1]}"]]')).lastrowid
     c.executemany("INSERT INTO events(rowid, series_id, ts, h, value) VALUES (?,?,?,?,?)",
                   [(i + 1, sids[r[1]], r[2], r[0], r[3]) for i, r in enumerate(rows)])
     c.execute("INSERT INTO event_ranges SELECT ts - ts % 3600000, min(rowid), max(rowid) FROM events GROUP BY 1")

@@ -22,9 +22,10 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from oncall_ai.config import SOURCES, Config, MetricConfig
@@ -37,8 +38,33 @@ MAX_LINE_BYTES = 1 << 20  # 1 MiB; input/output text beyond that is almost certa
 REJECTS_SHOWN = 10
 
 _VERSION_KEYS = ("model_id", "prompt_version", "index_version", "judge_id")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+
+
+class _FastEvent(msgspec.Struct):
+    """The common shape of an event, decoded with its types checked in C (parse_block's fast
+    path). Anything that does not fit (a number as a slice value, a bool value, an epoch ts, ...)
+    fails to decode and takes the exact path, which accepts or names it."""
+
+    ts: str
+    feature: str
+    metric: str
+    value: float  # JSON integers are accepted (as floats), booleans are not
+    id: str | None = None
+    source: str | None = None
+    slice: dict[str, str] | None = None
+    model_id: str | None = None
+    prompt_version: str | None = None
+    index_version: str | None = None
+    judge_id: str | None = None
+    request_id: str | None = None
+    sample_rate: float | None = None
+    input: str | None = None
+    output: str | None = None
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastEvent)
 
 
 class Reject(Exception):
@@ -111,12 +137,10 @@ class Validator:
         self.fast_keys: dict[tuple, tuple] = {}  # values as written (see parse_block) -> interned key
         self.minute_ms = _MinuteCache()
 
-    def fast_key(self, fk: tuple, obj: dict) -> tuple:
+    def fast_key(self, fk: tuple) -> tuple:
         """The interned series key of a fast-path record (fk: feature, metric, source, 4 versions,
-        then the slice items as written). Raises _Slow for anything the exact path must judge."""
+        then the slice items as written, all strings or None)."""
         items = fk[7:]
-        if any(type(v) is not str for _, v in items):
-            raise _Slow
         versions = tuple(v or None for v in fk[3:7])
         key = (fk[0], fk[1], fk[2], tuple(sorted(items)), *versions)
         key = self._keys.setdefault(key, key)
@@ -411,7 +435,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
     through `Validator.row`, which gives exactly the same row, or the exact reason for a reject."""
     cols = EventColumns()
     keys, kidx, hs, tss, values = cols.keys, cols.kidx, cols.h, cols.ts, cols.value
-    rids, srs, texts = cols.request_id, cols.sample_rate, cols.texts
+    rids, srs = cols.request_id, cols.sample_rate
     rejects = []
     row = validator.row
     fast_keys = validator.fast_keys  # flat tuple as written -> canonical series key
@@ -421,6 +445,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
     scale = validator._scale
     default_source = validator._default_source
     loads = orjson.loads
+    decode = _FAST_DECODER.decode
     id_hasher = _ID_HASHER.copy
     from_bytes = int.from_bytes
     lines = data.split(b"\n")
@@ -437,6 +462,58 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                 if r is not None:
                     _append(cols, block_kidx, r)
             continue
+        # --- fast path: a typed decode (types checked in C); any surprise falls through to the
+        # exact path below
+        try:
+            ev = decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            ev = None
+        if ev is not None:
+            nread += 1
+            ts = ev.ts
+            feature = ev.feature
+            metric = ev.metric
+            value = ev.value
+            eid = ev.id
+            source = ev.source
+            sl = ev.slice
+            sr = ev.sample_rate
+            if (len(ts) == 20 and ts[19] == "Z" and ts[16] == ":" and feature and metric and eid
+                    and (source is None or source in SOURCES) and (sr is None or 0 < sr <= 1)
+                    and ev.input is None and ev.output is None and value - value == 0.0):  # finite
+                base = minute_get(ts[:16])
+                if base is None:
+                    base = minute_ms.parse(ts[:16])
+                ss = ts[17:19]
+                if base is not None and ss.isascii() and ss.isdigit() and ss < "60":
+                    ts_ms = base + int(ss) * 1000
+                    sc = scale.get(metric)
+                    if sc is None or sc[0] <= value <= sc[1]:
+                        if source is None:
+                            source = default_source.get(metric, "judge")
+                        if sl:
+                            fk = (feature, metric, source, ev.model_id, ev.prompt_version, ev.index_version,
+                                  ev.judge_id, *sl.items())
+                        else:
+                            fk = (feature, metric, source, ev.model_id, ev.prompt_version, ev.index_version,
+                                  ev.judge_id)
+                        key = fast_keys.get(fk)
+                        if key is None:
+                            key = validator.fast_key(fk)
+                        k = block_kidx.get(id(key))
+                        if k is None:
+                            k = block_kidx[id(key)] = len(keys)
+                            keys.append(key)
+                        kidx.append(k)
+                        hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
+                        hasher.update(eid.encode("utf-8", "surrogatepass"))
+                        hs.append(from_bytes(hasher.digest(), "big", signed=True))
+                        tss.append(ts_ms)
+                        values.append(value)
+                        rids.append(ev.request_id)
+                        srs.append(sr)
+                        continue
+            nread -= 1  # counted again below
         try:
             obj = loads(raw)
         except orjson.JSONDecodeError:
@@ -447,79 +524,10 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                 rejects.append((lineno, str(obj), raw2))
             continue
         nread += 1
-        # --- fast path: any surprise falls through to the exact slow path below
-        try:
-            get = obj.get
-            ts = get("ts")
-            feature = get("feature")
-            metric = get("metric")
-            value = get("value")
-            eid = get("id")
-            source = get("source")
-            sl = get("slice")
-            m, p, i, j = get("model_id"), get("prompt_version"), get("index_version"), get("judge_id")
-            rid = get("request_id")
-            sr = get("sample_rate")
-            tv = type(value)
-            if (type(ts) is str and len(ts) == 20 and ts[19] == "Z" and ts[16] == ":"
-                    and type(feature) is str and feature and type(metric) is str and metric
-                    and (tv is float or tv is int) and type(eid) is str and eid
-                    and (source is None or source in SOURCES)
-                    and (m is None or type(m) is str) and (p is None or type(p) is str)
-                    and (i is None or type(i) is str) and (j is None or type(j) is str)
-                    and (rid is None or type(rid) is str)
-                    and (sr is None or (type(sr) is float and 0 < sr <= 1))
-                    and get("input") is None and get("output") is None):
-                base = minute_get(ts[:16])
-                if base is None:
-                    base = minute_ms.parse(ts[:16])
-                ss = ts[17:19]
-                if base is None or not (ss.isascii() and ss.isdigit() and ss < "60"):
-                    raise _Slow
-                ts_ms = base + int(ss) * 1000
-                if tv is int:
-                    value = float(value)
-                elif value - value != 0.0:  # inf or nan
-                    raise _Slow
-                sc = scale.get(metric)
-                if sc is not None and not sc[0] <= value <= sc[1]:
-                    raise _Slow
-                if source is None:
-                    source = default_source.get(metric, "judge")
-                if sl is None:
-                    fk = (feature, metric, source, m, p, i, j)
-                elif type(sl) is dict:
-                    fk = (feature, metric, source, m, p, i, j, *sl.items())
-                else:
-                    raise _Slow
-                key = fast_keys.get(fk)
-                if key is None:
-                    key = validator.fast_key(fk, obj)  # validates the slice; _Slow if unusual
-                k = block_kidx.get(id(key))
-                if k is None:
-                    k = block_kidx[id(key)] = len(keys)
-                    keys.append(key)
-                kidx.append(k)
-                hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
-                hasher.update(eid.encode("utf-8", "surrogatepass"))
-                hs.append(from_bytes(hasher.digest(), "big", signed=True))
-                tss.append(ts_ms)
-                values.append(value)
-                rids.append(rid)
-                srs.append(sr)
-                continue
-        except _Slow:
-            pass
-        except AttributeError:  # not a JSON object
-            pass
         r = _slow(row, obj, raw, lineno, rejects)
         if r is not None:
             _append(cols, block_kidx, r)
     return cols, rejects, nread
-
-
-class _Slow(Exception):
-    """The fast path declines a record; the exact path decides."""
 
 
 def _slow(row, obj, raw, lineno, rejects):
