@@ -160,32 +160,34 @@ class EventColumns:
         for key in self.keys:
             r = good_rules.get(key[1])
             preds.append(None if r is None else (_OPS[r.op], r.threshold))
-        hour: dict[tuple[int, int], list] = {}
+        hour: dict[int, list] = {}  # key index << 32 | hour number -> [n, sum, sum of squares, good]
         spans: dict[int, list[int]] = {}
         hget = hour.get
-        sget = spans.get
+        z_cur = None
+        span: list[int] = [0, 0]
         for i, (k, t, v) in enumerate(zip(self.kidx, self.ts, self.value, strict=True)):
-            b = t - t % HOUR_MS
             p = preds[k]
             g = 0 if p is None or not p[0](v, p[1]) else 1
-            c = hget((k, b))
+            cell = k << 32 | t // HOUR_MS
+            c = hget(cell)
             if c is None:
-                hour[(k, b)] = [1, v, v * v, g]
+                hour[cell] = [1, v, v * v, g]
             else:
                 c[0] += 1
                 c[1] += v
                 c[2] += v * v
                 c[3] += g
             z = t - t % ZONE_MS
-            s = sget(z)
-            if s is None:
-                spans[z] = [i, i]
-            elif i > s[1]:
-                s[1] = i
+            if z != z_cur:  # rows come mostly in time order: the dict is rarely touched
+                z_cur = z
+                span = spans.get(z)
+                if span is None:
+                    span = spans[z] = [i, i]
+            span[1] = i
         r = Rollup(spans=spans)
-        for (k, b), (n, t, tt, g) in hour.items():
-            r.k.append(k)
-            r.b.append(b)
+        for cell, (n, t, tt, g) in hour.items():
+            r.k.append(cell >> 32)
+            r.b.append((cell & 0xFFFFFFFF) * HOUR_MS)
             r.n.append(n)
             r.s.append(t)
             r.ss.append(tt)
