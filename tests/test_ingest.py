@@ -156,7 +156,7 @@ def test_parallel_path_matches_serial(tmp_path, cfg):
     finally:
         ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
     with open_store(cfg.store) as st:
-        rs = ing.ingest_files([p], st, cfg, workers=1)
+        rs = ing.ingest_files([p], st, cfg, workers=0)
         ser = st.aggregate([s.id for s in st.series()], 0, 2**62)
         ser_series = {s.id: s for s in st.series()}
     assert (rp.stored, rp.rejected) == (rs.stored, rs.rejected) == (2999, 1)
@@ -379,7 +379,7 @@ def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, 
     finally:
         ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
     with open_store(cfg.store) as st:
-        ser = ing.ingest_files([str(path)], st, cfg, workers=1, rejects_path=str(tmp_path / "ser.rej"))
+        ser = ing.ingest_files([str(path)], st, cfg, workers=0, rejects_path=str(tmp_path / "ser.rej"))
         ser_n = st.count_events()
     want_bad = [n for n, line in enumerate(lines, 1) if line == "{broken" or '"high"' in line]
     assert (par.stored, par.rejected, par_n) == (ser.stored, ser.rejected, ser_n)

@@ -747,11 +747,11 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
             name = "<stdin>" if p == "-" else p
             ing.result.files.append(name)
             before = ing.result.read
-            if workers is None:
-                n_workers = min(2, os.cpu_count() or 1)
+            if workers is None:  # parse workers: one per core, at most 2 (one writer is the limit)
+                n_workers = min(2, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
             else:
-                n_workers = workers
-            if (n_workers > 1 and p != "-" and not _is_csv(p)
+                n_workers = workers  # 0: parse in this process
+            if (n_workers > 0 and p != "-" and not _is_csv(p)
                     and os.path.getsize(p) * (8 if p.endswith(".gz") else 1) >= PARALLEL_MIN_BYTES):
                 _ingest_parallel(ing, p, name, n_workers, max_line_bytes, progress)
             elif not _is_csv(p):
