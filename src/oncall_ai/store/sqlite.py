@@ -677,7 +677,10 @@ class SQLiteStore(Store):
                 for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
 
     def time_bounds(self) -> tuple[int | None, int | None]:
-        row = self.conn.execute("SELECT min(bucket), max(bucket) FROM rollup_1h").fetchone()
+        # From the zone map (keyed by bucket; the rollups are keyed by stream first), as two
+        # subqueries: SQLite answers a lone min() or max() from the key without a scan.
+        row = self.conn.execute(
+            "SELECT (SELECT min(bucket) FROM event_ranges), (SELECT max(bucket) FROM event_ranges)").fetchone()
         if row[0] is None:
             return None, None
         lo = self._edge("min", row[0])
@@ -694,7 +697,8 @@ class SQLiteStore(Store):
         return best
 
     def count_events(self) -> int:
-        return self.conn.execute("SELECT coalesce(sum(n), 0) FROM rollup_1h").fetchone()[0]
+        # The daily cells hold every event once (kept with the hourly ones in each transaction).
+        return self.conn.execute("SELECT coalesce(sum(n), 0) FROM rollup_1d").fetchone()[0]
 
     # --- documents --------------------------------------------------------------------
     @_writes
