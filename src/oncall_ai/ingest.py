@@ -469,7 +469,6 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
         except (msgspec.ValidationError, msgspec.DecodeError):
             ev = None
         if ev is not None:
-            nread += 1
             ts = ev.ts
             feature = ev.feature
             metric = ev.metric
@@ -512,8 +511,8 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                         values.append(value)
                         rids.append(ev.request_id)
                         srs.append(sr)
+                        nread += 1
                         continue
-            nread -= 1  # counted again below
         try:
             obj = loads(raw)
         except orjson.JSONDecodeError:
