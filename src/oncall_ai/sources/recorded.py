@@ -11,14 +11,13 @@ the same file twice changes nothing). The `rollback` text is shown, never execut
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import gzip
 import hashlib
 import io
 import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
