@@ -302,6 +302,40 @@ def test_events_carry_the_id_hash(backend):
     assert sorted(e.id_hash for e in got) == sorted(r[0] for r in rows)
 
 
+def test_write_columns_with_text_ids_and_repeated_keys(backend):
+    """write_columns (the ingest path) stores exactly what write_events would: blocks joined with
+    EventColumns.extend repeat equal keys as other objects, texts are sparse and may be long or
+    non-ASCII, request ids may all be set, and an id twice in the batch counts once (the first)."""
+    from oncall_ai.store.base import EventColumns
+
+    rnd = random.Random(11)
+    long_text = "ü" * 70 + "x" * 200  # 340 bytes: a two-byte length varint
+    blocks = []
+    rows = []
+    for b in range(3):
+        block_rows = []
+        for i in range(200):
+            k = tuple(list(KEYS[(i + b) % len(KEYS)]))  # an equal key, a new object per block
+            j = b * 200 + i
+            text = (long_text if j % 11 == 0 else f"in {j}", None if j % 2 else f"out {j} é") if j % 5 == 0 else (None, None)
+            block_rows.append((rnd.getrandbits(64) - (1 << 63), k, T0 + j * 60_000, float(1 + j % 5),
+                               f"req-{j}", 0.25 if j % 4 else None, *text))
+        blocks.append(EventColumns.from_rows(block_rows))
+        rows += block_rows
+    cols = blocks[0]
+    cols.extend(blocks[1])
+    cols.extend(blocks[2])
+    cols.extend(EventColumns.from_rows([(rows[7][0], rows[7][1], rows[7][2] + 1, 9.0, "late", None, "x", "y")]))
+    store = backend.open()
+    assert store.write_columns(cols, RULES) == 600
+    assert store.write_columns(cols, RULES) == 0
+    sids = series_ids(store)
+    got = store.events(list(sids.values()), 0, 2**62, with_text=True)
+    assert sorted((e.id_hash, e.ts, e.value, e.request_id, e.sample_rate, e.input, e.output) for e in got) == \
+        sorted((r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows)
+    assert sorted(sids) == sorted(set(KEYS))
+
+
 # --- documents ---------------------------------------------------------------------------------------
 
 def test_docs_put_get_replace_delete(backend):

@@ -41,20 +41,25 @@ codecs at table creation (19.x and later).
 from __future__ import annotations
 
 import base64
+import copy
 import gc
 import hashlib
 import os
 import re
 import sys
+import threading
 import time
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import chain, count, repeat
+from operator import is_, itemgetter
 from urllib.parse import unquote, urlsplit
 
 import orjson
 
 from oncall_ai.errors import StoreError
-from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventRecord, Series, Store
+from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventColumns, EventRecord, Series, Store
 
 DEFAULT_USER_ENV = "CLICKHOUSE_USER"
 DEFAULT_PASSWORD_ENV = "CLICKHOUSE_PASSWORD"
@@ -194,28 +199,71 @@ def _fixed(code: str, values) -> bytes:
 
 
 def _col_strings(values: Sequence[str]) -> bytes:
-    return b"".join([_enc_str(v) for v in values])
+    """A String column (varint length + UTF-8 per value), built in bulk: ingest encodes millions of
+    values a second, so there is no Python call per value on the common paths."""
+    n = len(values)
+    if not n:
+        return b""
+    if values.count(values[0]) == n:  # one value repeated (a document kind, a constant)
+        return _enc_str(values[0]) * n
+    lengths = list(map(len, values))
+    if max(lengths) < 128:
+        joined = "".join(values)
+        if joined.isascii():  # characters are bytes, and every length is one varint byte
+            return "".join(chain.from_iterable(zip(map(chr, lengths), values, strict=True))).encode("ascii")
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    lengths = list(map(len, encoded))
+    prefixes = map(_VARINT1.__getitem__, lengths) if max(lengths) < 128 else map(_varint, lengths)
+    return b"".join(chain.from_iterable(zip(prefixes, encoded, strict=True)))
+
+
+def _null_map(values: Sequence) -> bytes:
+    return bytes(map(is_, values, repeat(None)))
 
 
 def _col_nullable_strings(values: Sequence[str | None]) -> bytes:
     n = len(values)
-    if values.count(None) == n:
+    nones = values.count(None)
+    if nones == n:
         return b"\x01" * n + b"\x00" * n
-    nulls = bytes([v is None for v in values])
-    return nulls + b"".join([b"\x00" if v is None else _enc_str(v) for v in values])
+    if not nones:
+        return b"\x00" * n + _col_strings(values)
+    return _null_map(values) + _col_strings(["" if v is None else v for v in values])
+
+
+def _col_sparse_strings(n: int, pairs: Iterable[tuple[int, str | None]]) -> bytes:
+    """A Nullable(String) column of n rows, NULL except at the (row, value) pairs given in row
+    order (the input/output texts a few events carry). A NULL row's string is empty (one 0 byte)."""
+    nulls = bytearray(b"\x01") * n
+    data = bytearray()
+    at = 0
+    for i, v in pairs:
+        if v is not None:
+            nulls[i] = 0
+            data += b"\x00" * (i - at)
+            data += _enc_str(v)
+            at = i + 1
+    if not data:
+        return b"\x01" * n + b"\x00" * n
+    data += b"\x00" * (n - at)
+    return bytes(nulls) + data
 
 
 def _col_nullable_floats(values: Sequence[float | None]) -> bytes:
     n = len(values)
-    if values.count(None) == n:
+    nones = values.count(None)
+    if nones == n:
         return b"\x01" * n + b"\x00" * (8 * n)
-    nulls = bytes([v is None for v in values])
-    return nulls + _fixed("d", [0.0 if v is None else v for v in values])
+    if not nones:
+        return b"\x00" * n + _fixed("d", values)
+    return _null_map(values) + _fixed("d", [0.0 if v is None else v for v in values])
 
 
 def native_block(n_rows: int, columns: list[tuple[str, str, bytes]]) -> bytes:
-    head = _varint(len(columns)) + _varint(n_rows)
-    return head + b"".join(_enc_str(name) + _enc_str(typ) + data for name, typ, data in columns)
+    parts = [_varint(len(columns)), _varint(n_rows)]
+    for name, typ, data in columns:
+        parts += (_enc_str(name), _enc_str(typ), data)
+    return b"".join(parts)
 
 
 # --- transport --------------------------------------------------------------------------------
@@ -329,6 +377,15 @@ class HttpTransport:
             raise _server_error(status, content.decode("utf-8", "replace"), self.safe_url, self.user)
         return content
 
+    def fork(self) -> HttpTransport:
+        """The same server and credentials over a connection of its own, for a query that runs in
+        another thread while this transport is busy."""
+        other = copy.copy(self)
+        other.headers = dict(self.headers)
+        other._conn = None
+        other._last_used = 0.0
+        return other
+
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -366,6 +423,53 @@ def _server_error(status: int, text: str, safe_url: str, user: str) -> StoreErro
         return StoreError(f"ClickHouse at {safe_url}: {message}; the oncall-ai schema there is incomplete",
                           hint="point `store:` at a database oncall-ai created, or at an empty one")
     return StoreError(f"ClickHouse at {safe_url} failed: {message}")
+
+
+# --- columns for the write path ------------------------------------------------------------
+
+def _columns_from_rows(rows: Sequence[tuple]) -> EventColumns:
+    """EventRow tuples as EventColumns, column by column in C loops. Series keys are told apart
+    by object identity (ingest hands the same key object to every row of a series; an equal key
+    in another object only costs one more entry in `keys`)."""
+    n = len(rows)
+    number = defaultdict(count().__next__)  # id(key object) -> index, in order of first appearance
+    kidx = list(map(number.__getitem__, map(id, map(itemgetter(1), rows))))
+    keys, at = [], -1
+    for k in range(len(number)):  # first rows of keys 0, 1, 2, ... come in that order
+        at = kidx.index(k, at + 1)
+        keys.append(rows[at][1])
+    cols = EventColumns(keys=keys, kidx=kidx, h=list(map(itemgetter(0), rows)), ts=list(map(itemgetter(2), rows)),
+                        value=list(map(itemgetter(3), rows)), request_id=list(map(itemgetter(4), rows)),
+                        sample_rate=list(map(itemgetter(5), rows)))
+    inputs = list(map(itemgetter(6), rows))
+    outputs = list(map(itemgetter(7), rows))
+    if inputs.count(None) != n or outputs.count(None) != n:
+        cols.texts = [(i, a, b) for i, (a, b) in enumerate(zip(inputs, outputs, strict=True))
+                      if a is not None or b is not None]
+    return cols
+
+
+def _slice(cols: EventColumns, start: int, stop: int) -> EventColumns:
+    return EventColumns(keys=cols.keys, kidx=cols.kidx[start:stop], h=cols.h[start:stop], ts=cols.ts[start:stop],
+                        value=cols.value[start:stop], request_id=cols.request_id[start:stop],
+                        sample_rate=cols.sample_rate[start:stop],
+                        texts=[(i - start, a, b) for i, a, b in cols.texts if start <= i < stop])
+
+
+def _keep_first_new(ids: Sequence[int], found: list[list]) -> list[bool]:
+    """Which rows to insert, given the dedup lookup's [id, 0] (already stored) and [id, 1] (more
+    than once in this chunk): new ids, each the first time it comes."""
+    seen = {int(i) for i, what in found if not int(what)}
+    if all(int(what) == 0 for _, what in found):
+        return [h not in seen for h in ids]
+    keep = []
+    for h in ids:
+        if h in seen:
+            keep.append(False)
+        else:
+            seen.add(h)
+            keep.append(True)
+    return keep
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -437,6 +541,8 @@ class ClickHouseStore(Store):
                                              timeout=float(timeout), verify=verify)
         self._series_ids: set[int] | None = None
         self._series_by_id: dict[int, Series] | None = None
+        self._key_ids: dict[tuple, tuple[int, int]] = {}
+        self._side = None  # a second connection for the dedup lookup that overlaps encoding
         self._last_version = 0
         try:
             self.server_version = self._open()
@@ -514,7 +620,12 @@ class ClickHouseStore(Store):
         return len({r[0] for r in self._rows(f"SELECT DISTINCT name FROM {self.db}.{MIGRATIONS_TABLE}")})
 
     def close(self) -> None:
-        self._t.close()
+        try:
+            if self._side is not None:
+                self._side.close()
+                self._side = None
+        finally:
+            self._t.close()
 
     # --- series --------------------------------------------------------------------------------
     _SERIES_COLS = "id, feature, metric, source, slice, model_id, prompt_version, index_version, judge_id"
@@ -547,73 +658,150 @@ class ClickHouseStore(Store):
         return self._series_by_id
 
     # --- writing ---------------------------------------------------------------------------------
+    # The hot path of every ingest and import. Per chunk: the dedup lookup runs on a second
+    # connection while this thread encodes the Native block; every column is built in bulk from
+    # the per-row lists (per-series values through one itemgetter over the key indexes), never
+    # with a Python step per row and column.
+
     def write_events(self, rows: Sequence[tuple], good_rules: dict) -> int:
         if not rows:
             return 0
-        # Bulk work on hundreds of thousands of acyclic tuples: the cyclic garbage collector
-        # would only rescan them over and over (it costs as much as the insert itself).
+        return self.write_columns(_columns_from_rows(rows), good_rules)
+
+    def write_columns(self, cols: EventColumns, good_rules: dict) -> int:
+        n = len(cols.h)
+        if not n:
+            return 0
+        # Bulk work on hundreds of thousands of objects: the cyclic garbage collector would only
+        # rescan them over and over (it costs as much as the insert itself).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            total = 0
-            for i in range(0, len(rows), _INSERT_ROWS_MAX):
-                total += self._write_chunk(rows[i:i + _INSERT_ROWS_MAX], good_rules)
-            return total
+            if n <= _INSERT_ROWS_MAX:
+                return self._write_chunk(cols, good_rules)
+            return sum(self._write_chunk(_slice(cols, i, i + _INSERT_ROWS_MAX), good_rules)
+                       for i in range(0, n, _INSERT_ROWS_MAX))
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _write_chunk(self, rows: Sequence[tuple], good_rules: dict) -> int:
-        cols = list(zip(*rows, strict=True))
-        if len(set(cols[0])) != len(rows):  # an id twice in one batch: keep the first
-            first = {}
-            for r in rows:
-                first.setdefault(r[0], r)
-            cols = list(zip(*first.values(), strict=True))
-        # Series keys arrive as a few thousand distinct tuples repeated: resolve each distinct
-        # object once (hashing a nested tuple per row would cost more than the rest).
-        obj_ids = list(map(id, cols[1]))
-        objs = dict(zip(obj_ids, cols[1], strict=True))
-        sid_of, fm_of, op_of, thr_of = {}, {}, {}, {}
-        keys_by_sid = {}
-        for oid, key in objs.items():
-            sid = series_id(key)
-            fm_of[oid] = feature_metric_id(key[0], key[1])
-            op, thr = _rule_parts(good_rules.get(key[1]))
-            sid_of[oid], op_of[oid], thr_of[oid] = sid, op, thr
-            keys_by_sid[sid] = key
-        if self._series_ids is None:
-            self._series_ids = {int(r[0]) for r in self._rows(f"SELECT DISTINCT id FROM {self.db}.series")}
-        new_series = [(k, sid) for sid, k in keys_by_sid.items() if sid not in self._series_ids]
-        if new_series:
-            self._insert_series(new_series)
-        sids = list(map(sid_of.__getitem__, obj_ids))
-        existing = self._existing_ids(cols[0], cols[2])
-        if existing:
-            keep = [i for i, h in enumerate(cols[0]) if h not in existing]
-            if not keep:
+    def _write_chunk(self, cols: EventColumns, good_rules: dict) -> int:
+        ids = _fixed("q", cols.h)
+        # Ids of this chunk already stored, looked up in the chunk's time range under any feature
+        # and metric (the same id under another metric is the same event, as on SQLite; the
+        # partition min/max of ts prunes the read to the parts of that range), and ids that come
+        # twice in the chunk (the first is kept, as on SQLite).
+        pending = self._start_rows(
+            f"SELECT id, 0 FROM {self.db}.events WHERE ts >= {int(min(cols.ts))} AND ts <= {int(max(cols.ts))} "
+            f"AND id IN _ids UNION ALL SELECT id, 1 FROM _ids GROUP BY id HAVING count() > 1",
+            {"_ids": ("id Int64", ids, "RowBinary")})
+        try:
+            tables = self._key_tables(cols.keys, good_rules)
+            block = self._events_block(cols, tables, ids)
+        except BaseException:
+            pending(wait_only=True)
+            raise
+        found = pending()
+        if found:
+            cols = cols.select(_keep_first_new(cols.h, found))
+            if not len(cols.h):
                 return 0
-            cols = [[c[i] for i in keep] for c in cols]
-            obj_ids = [obj_ids[i] for i in keep]
-            sids = [sids[i] for i in keep]
-        ids, _, tss, values, request_ids, sample_rates, inputs, outputs = cols
-        n = len(ids)
-        block = native_block(n, [
-            ("fm", "UInt64", _fixed("Q", map(fm_of.__getitem__, obj_ids))),
-            ("id", "Int64", _fixed("q", ids)),
-            ("series_id", "UInt64", _fixed("Q", sids)),
-            ("ts", "Int64", _fixed("q", tss)),
-            ("value", "Float64", _fixed("d", values)),
-            ("good_op", "UInt8", bytes(map(op_of.__getitem__, obj_ids))),
-            ("good_threshold", "Float64", _fixed("d", map(thr_of.__getitem__, obj_ids))),
-            ("request_id", "Nullable(String)", _col_nullable_strings(request_ids)),
-            ("sample_rate", "Nullable(Float64)", _col_nullable_floats(sample_rates)),
-            ("input", "Nullable(String)", _col_nullable_strings(inputs)),
-            ("output", "Nullable(String)", _col_nullable_strings(outputs)),
-        ])
+            block = self._events_block(cols, tables, _fixed("q", cols.h))
         self._exec(f"INSERT INTO {self.db}.events (fm, id, series_id, ts, value, good_op, good_threshold, request_id, "
                    f"sample_rate, input, output) FORMAT Native", data=block)
-        return n
+        return len(cols.h)
+
+    def _start_rows(self, sql: str, external: dict):
+        """Start a read on a second connection and return a function that waits for its rows (and
+        raises its error). A transport that cannot open a second connection (chdb in tests) runs
+        the read now."""
+        fork = getattr(self._t, "fork", None)
+        if fork is None:
+            rows = self._rows(sql, external)
+            return lambda wait_only=False: rows
+        if self._side is None:
+            self._side = fork()
+        side = self._side
+        box: dict = {}
+
+        def work() -> None:
+            try:
+                box["rows"] = orjson.loads(side.run(sql + " FORMAT JSONCompact", external=external))["data"]
+            except BaseException as e:  # re-raised in the caller's thread
+                box["error"] = e
+
+        thread = threading.Thread(target=work, name="oncall-ai-dedup", daemon=True)
+        thread.start()
+
+        def wait(wait_only: bool = False):
+            thread.join()
+            if wait_only:
+                return None
+            if "error" in box:
+                raise box["error"]
+            return box["rows"]
+
+        return wait
+
+    def _key_tables(self, keys: Sequence[tuple], good_rules: dict) -> tuple[list, list, list, list]:
+        """Per entry of `keys`: series id, feature/metric id, good rule op and threshold. Registers
+        series the store does not know yet. Ids are cached by key (hashing a key is cheaper than
+        the blake2b of its JSON, and ingest batches repeat the same few thousand keys)."""
+        cache = self._key_ids
+        if len(cache) > 200_000:
+            cache.clear()
+        if self._series_ids is None:
+            self._series_ids = {int(r[0]) for r in self._rows(f"SELECT DISTINCT id FROM {self.db}.series")}
+        known = self._series_ids
+        rules: dict[str, tuple[int, float]] = {}
+        sids, fms, ops, thrs = [], [], [], []
+        new: dict[int, tuple] = {}
+        for key in keys:
+            got = cache.get(key)
+            if got is None:
+                got = cache[key] = (series_id(key), feature_metric_id(key[0], key[1]))
+            sid = got[0]
+            rule = rules.get(key[1])
+            if rule is None:
+                rule = rules[key[1]] = _rule_parts(good_rules.get(key[1]))
+            sids.append(sid)
+            fms.append(got[1])
+            ops.append(rule[0])
+            thrs.append(rule[1])
+            if sid not in known:
+                new[sid] = key
+        if new:
+            self._insert_series([(k, sid) for sid, k in new.items()])
+        return sids, fms, ops, thrs
+
+    def _events_block(self, cols: EventColumns, tables: tuple, ids: bytes) -> bytes:
+        n = len(cols.h)
+        sids, fms, ops, thrs = tables
+        kidx = cols.kidx
+        if n == 1:
+            k = kidx[0]
+
+            def pick(table):
+                return (table[k],)
+        else:
+            pick = itemgetter(*kidx)
+        if len(set(zip(ops, thrs, strict=True))) == 1:  # one good rule for every row
+            op_col, thr_col = bytes(ops[:1]) * n, _fixed("d", thrs[:1]) * n
+        else:
+            op_col, thr_col = bytes(pick(ops)), _fixed("d", pick(thrs))
+        return native_block(n, [
+            ("fm", "UInt64", _fixed("Q", pick(fms))),
+            ("id", "Int64", ids),
+            ("series_id", "UInt64", _fixed("Q", pick(sids))),
+            ("ts", "Int64", _fixed("q", cols.ts)),
+            ("value", "Float64", _fixed("d", cols.value)),
+            ("good_op", "UInt8", op_col),
+            ("good_threshold", "Float64", thr_col),
+            ("request_id", "Nullable(String)", _col_nullable_strings(cols.request_id)),
+            ("sample_rate", "Nullable(Float64)", _col_nullable_floats(cols.sample_rate)),
+            ("input", "Nullable(String)", _col_sparse_strings(n, ((i, a) for i, a, _ in cols.texts))),
+            ("output", "Nullable(String)", _col_sparse_strings(n, ((i, b) for i, _, b in cols.texts))),
+        ])
 
     def _insert_series(self, new: list[tuple[tuple, int]]) -> None:
         cols = list(zip(*[(sid, k[0], k[1], k[2], orjson.dumps(k[3]).decode(), k[4] or "", k[5] or "",
@@ -624,15 +812,6 @@ class ClickHouseStore(Store):
         self._exec(f"INSERT INTO {self.db}.series ({self._SERIES_COLS}) FORMAT Native", data=block)
         self._series_ids.update(sid for _, sid in new)
         self._series_by_id = None
-
-    def _existing_ids(self, ids: Sequence[int], tss: Sequence[int]) -> set[int]:
-        """Ids of this batch already stored: looked up in the batch's time range, under any
-        feature and metric (the same id under another metric is the same event, as on SQLite).
-        The primary key (fm, ts) prunes that to the granules of each fm that the range covers."""
-        external = {"_ids": ("id Int64", _fixed("q", ids), "RowBinary")}
-        found = self._rows(f"SELECT id FROM {self.db}.events WHERE ts >= {min(tss)} AND ts <= {max(tss)} "
-                           f"AND id IN _ids", external=external)
-        return {int(r[0]) for r in found}
 
     def rebuild_rollups(self, good_rules: dict) -> int:
         """Recount every hourly cell from raw events under the given rules (after the config's good
