@@ -247,7 +247,6 @@ def test_clickhouse_write_errors_reach_the_caller(ch_server):
     raised to the writer as a StoreError, a failed encoding leaves no lookup running, and the store
     keeps working afterwards."""
     from clickhouse_helpers import server_query
-
     from oncall_ai.errors import StoreError
 
     with open_store(ch_server.url) as s:
