@@ -85,27 +85,36 @@ def batches(n: int, batch: int, days: float, seed: int = 7, api: str = "columns"
     regressed = series_keys(2, regressed=True)
     reg_from = END_MS - 6 * HOUR
     bad = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0]
+    # Where the key pool changes (a new version era, the regression): a batch is cut there, so
+    # the data are the same whatever --batch is.
+    bounds = [start + (END_MS - start) * e // 3 for e in (1, 2)] + [reg_from]
     done = 0
     while done < n:
         k = min(batch, n - done)
         ts0 = start + done * step
-        era = min(2, int((ts0 - start) * 3 // (END_MS - start)))
-        pool = eras[era] if ts0 < reg_from else regressed
-        kidx = rnd.choices(range(len(pool)), k=k)
         tss = [int(ts0 + i * step) for i in range(k)]
+        cuts = sorted({0, k} | {c for b in bounds if 0 < (c := -int(-(b - ts0) // step)) < k})
+        keys, kidx, vals = [], [], []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            t = tss[a]
+            late = t >= reg_from
+            pool = regressed if late else eras[min(2, int((t - start) * 3 // (END_MS - start)))]
+            part = rnd.choices(range(len(pool)), k=b - a)
+            for ki in part:
+                key = pool[ki]
+                v = VALUES[key[2]]
+                if late and key[0] == "summarizer" and key[1] == "helpfulness" and key[3][0][1] == "de":
+                    v = bad
+                vals.append(v[rnd.randrange(10)])
+            offset = len(keys)
+            keys += pool
+            kidx += [ki + offset for ki in part] if offset else part
         ids = [rnd.getrandbits(64) - (1 << 63) for _ in range(k)]
-        vals = []
-        for ki in kidx:
-            key = pool[ki]
-            v = VALUES[key[2]]
-            if ts0 >= reg_from and key[0] == "summarizer" and key[1] == "helpfulness" and key[3][0][1] == "de":
-                v = bad
-            vals.append(v[rnd.randrange(10)])
         none = [None] * k
         if api == "rows":
-            yield [(h, pool[ki], ts, v, None, None, None, None) for h, ki, ts, v in zip(ids, kidx, tss, vals, strict=True)]
+            yield [(h, keys[ki], ts, v, None, None, None, None) for h, ki, ts, v in zip(ids, kidx, tss, vals, strict=True)]
         else:
-            yield EventColumns(keys=pool, kidx=kidx, h=ids, ts=tss, value=vals, request_id=none, sample_rate=list(none))
+            yield EventColumns(keys=keys, kidx=kidx, h=ids, ts=tss, value=vals, request_id=none, sample_rate=list(none))
         done += k
 
 
