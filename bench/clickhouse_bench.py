@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -300,6 +301,7 @@ def main(argv=None) -> int:
     report(results)
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)  # configs, samples, and the SQLite store unless --sqlite-path
     return 0
 
 
