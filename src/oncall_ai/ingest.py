@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -32,11 +32,13 @@ from oncall_ai.errors import UsageError
 from oncall_ai.store.base import EventColumns
 from oncall_ai.timeutil import MS_MAX, MS_MIN
 
-BATCH_SIZE = 20_000
+BATCH_SIZE = 100_000  # rows per transaction: fewer commits, each rewriting fewer dedup pages per row
 MAX_LINE_BYTES = 1 << 20  # 1 MiB; input/output text beyond that is almost certainly a broken export
 REJECTS_SHOWN = 10
 
 _VERSION_KEYS = ("model_id", "prompt_version", "index_version", "judge_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 class Reject(Exception):
@@ -78,6 +80,22 @@ def record_hash(obj: dict) -> int:
     return _hash64(b"rec:" + orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
+class _MinuteCache(dict):
+    """ "YYYY-MM-DDTHH:MM" -> epoch ms of that UTC minute, parsed once (ts strings share minutes)."""
+
+    def parse(self, prefix: str) -> int | None:
+        try:
+            dt = datetime.fromisoformat(prefix + ":00+00:00")
+        except ValueError:
+            return None
+        ms = (dt - _EPOCH) // _ONE_MS
+        if not (MS_MIN <= ms and ms + 60_000 <= MS_MAX):
+            return None  # out of range: the exact path names it
+        if len(self) < 200_000:
+            self[prefix] = ms
+        return ms
+
+
 class Validator:
     """Turns a parsed record (dict) into an EventRow tuple, or raises Reject."""
 
@@ -87,6 +105,21 @@ class Validator:
         self._default_source = {name: m.source for name, m in self.metrics.items()}
         self._scale = {name: m.scale for name, m in self.metrics.items() if m.scale}
         self._keys: dict[tuple, tuple] = {}  # interned series keys: less memory, cheaper pickling
+        self.fast_keys: dict[tuple, tuple] = {}  # values as written (see parse_block) -> interned key
+        self.minute_ms = _MinuteCache()
+
+    def fast_key(self, fk: tuple, obj: dict) -> tuple:
+        """The interned series key of a fast-path record (fk: feature, metric, source, 4 versions,
+        then the slice items as written). Raises _Slow for anything the exact path must judge."""
+        items = fk[7:]
+        if any(type(v) is not str for _, v in items):
+            raise _Slow
+        versions = tuple(v or None for v in fk[3:7])
+        key = (fk[0], fk[1], fk[2], tuple(sorted(items)), *versions)
+        key = self._keys.setdefault(key, key)
+        if len(self.fast_keys) < 1_000_000:  # bounded: a pathological file cannot eat memory
+            self.fast_keys[fk] = key
+        return key
 
     def row(self, obj) -> tuple:
         if not isinstance(obj, dict):
@@ -199,7 +232,8 @@ def _parse_ts(ts) -> int:
             raise Reject(f"'ts' has no UTC offset: {ts!r} (add Z or +00:00)"[:200])
         if len(ts) < 11:
             raise Reject(f"'ts' has no time of day: {ts!r}")
-        ms = int(dt.timestamp() * 1000)
+        # Integer arithmetic: dt.timestamp() * 1000 is a float and can land 1 ms low.
+        ms = (dt - _EPOCH) // _ONE_MS
     elif t is int or t is float:
         if not math.isfinite(ts):
             raise Reject(f"'ts' is not finite: {ts!r}")
@@ -346,6 +380,7 @@ def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]
 # file order, so results (and rejects) are the same as the serial path.
 
 BLOCK_BYTES = 4 << 20
+SERIAL_BLOCK_BYTES = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20
 
 _worker_validator: Validator | None = None
@@ -363,29 +398,156 @@ def _worker_init(validator: Validator, max_line_bytes: int) -> None:
 
 def parse_block(data: bytes, first_line: int, validator: Validator, max_line_bytes: int):
     """Parse and validate a block of whole lines: (EventColumns, rejects as (line, reason, raw),
-    lines read)."""
-    rows = []
+    lines read).
+
+    The hot loop of ingest. Records of the common shape (string ts in whole seconds with Z, string
+    feature/metric/id, numeric value, string slice values and versions) are validated inline and
+    their series key is found through a flat tuple of the values as written; anything else goes
+    through `Validator.row`, which gives exactly the same row, or the exact reason for a reject."""
+    cols = EventColumns()
+    keys, kidx, hs, tss, values = cols.keys, cols.kidx, cols.h, cols.ts, cols.value
+    rids, srs, texts = cols.request_id, cols.sample_rate, cols.texts
     rejects = []
     row = validator.row
-    nread = 0
+    fast_keys = validator.fast_keys  # flat tuple as written -> canonical series key
+    block_kidx: dict[int, int] = {}  # id(canonical key) -> index in this block's keys
+    minute_ms = validator.minute_ms  # "YYYY-MM-DDTHH:MM" -> epoch ms
+    minute_get = minute_ms.get
+    scale = validator._scale
+    default_source = validator._default_source
+    loads = orjson.loads
+    blake = hashlib.blake2b
+    from_bytes = int.from_bytes
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    for lineno, obj, raw in read_jsonl(lines, max_line_bytes, first_line=first_line):
-        nread += 1
-        if isinstance(obj, Reject):
-            rejects.append((lineno, str(obj), raw))
+    nread = 0
+    lineno = first_line - 1
+    for raw in lines:
+        lineno += 1
+        if len(raw) > max_line_bytes or (lineno == 1 and raw[:3] == b"\xef\xbb\xbf"):
+            for _, obj, raw2 in read_jsonl([raw], max_line_bytes, first_line=lineno):
+                nread += 1
+                r = _slow(row, obj, raw2, lineno, rejects)
+                if r is not None:
+                    _append(cols, block_kidx, r)
             continue
         try:
-            rows.append(row(obj))
-        except Reject as e:
-            rejects.append((lineno, str(e), raw))
-    return EventColumns.from_rows(rows), rejects, nread
+            obj = loads(raw)
+        except orjson.JSONDecodeError:
+            if not raw.strip():
+                continue
+            for _, obj, raw2 in read_jsonl([raw], max_line_bytes, first_line=lineno):
+                nread += 1
+                rejects.append((lineno, str(obj), raw2))
+            continue
+        nread += 1
+        # --- fast path: any surprise falls through to the exact slow path below
+        try:
+            get = obj.get
+            ts = get("ts")
+            feature = get("feature")
+            metric = get("metric")
+            value = get("value")
+            eid = get("id")
+            source = get("source")
+            sl = get("slice")
+            m, p, i, j = get("model_id"), get("prompt_version"), get("index_version"), get("judge_id")
+            rid = get("request_id")
+            sr = get("sample_rate")
+            tv = type(value)
+            if (type(ts) is str and len(ts) == 20 and ts[19] == "Z" and ts[16] == ":"
+                    and type(feature) is str and feature and type(metric) is str and metric
+                    and (tv is float or tv is int) and type(eid) is str and eid
+                    and (source is None or source in SOURCES)
+                    and (m is None or type(m) is str) and (p is None or type(p) is str)
+                    and (i is None or type(i) is str) and (j is None or type(j) is str)
+                    and (rid is None or type(rid) is str)
+                    and (sr is None or (type(sr) is float and 0 < sr <= 1))
+                    and get("input") is None and get("output") is None):
+                base = minute_get(ts[:16])
+                if base is None:
+                    base = minute_ms.parse(ts[:16])
+                ss = ts[17:19]
+                if base is None or not (ss.isascii() and ss.isdigit() and ss < "60"):
+                    raise _Slow
+                ts_ms = base + int(ss) * 1000
+                if tv is int:
+                    value = float(value)
+                elif value - value != 0.0:  # inf or nan
+                    raise _Slow
+                sc = scale.get(metric)
+                if sc is not None and not sc[0] <= value <= sc[1]:
+                    raise _Slow
+                if source is None:
+                    source = default_source.get(metric, "judge")
+                if sl is None:
+                    fk = (feature, metric, source, m, p, i, j)
+                elif type(sl) is dict:
+                    fk = (feature, metric, source, m, p, i, j, *sl.items())
+                else:
+                    raise _Slow
+                key = fast_keys.get(fk)
+                if key is None:
+                    key = validator.fast_key(fk, obj)  # validates the slice; _Slow if unusual
+                k = block_kidx.get(id(key))
+                if k is None:
+                    k = block_kidx[id(key)] = len(keys)
+                    keys.append(key)
+                kidx.append(k)
+                hs.append(from_bytes(blake(b"id:" + eid.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                                     "big", signed=True))
+                tss.append(ts_ms)
+                values.append(value)
+                rids.append(rid)
+                srs.append(sr)
+                continue
+        except _Slow:
+            pass
+        except AttributeError:  # not a JSON object
+            pass
+        r = _slow(row, obj, raw, lineno, rejects)
+        if r is not None:
+            _append(cols, block_kidx, r)
+    return cols, rejects, nread
+
+
+class _Slow(Exception):
+    """The fast path declines a record; the exact path decides."""
+
+
+def _slow(row, obj, raw, lineno, rejects):
+    if isinstance(obj, Reject):
+        rejects.append((lineno, str(obj), raw))
+        return None
+    try:
+        return row(obj)
+    except Reject as e:
+        rejects.append((lineno, str(e), raw))
+        return None
+
+
+def _append(cols: EventColumns, block_kidx: dict, r: tuple) -> None:
+    h, key, ts, value, rid, sr, inp, out = r
+    k = block_kidx.get(id(key))
+    if k is None:
+        k = block_kidx[id(key)] = len(cols.keys)
+        cols.keys.append(key)
+    if inp is not None or out is not None:
+        cols.texts.append((len(cols.h), inp, out))
+    cols.kidx.append(k)
+    cols.h.append(h)
+    cols.ts.append(ts)
+    cols.value.append(value)
+    cols.request_id.append(rid)
+    cols.sample_rate.append(sr)
 
 
 def _parse_block_in_worker(args):
     data, first_line = args
-    return parse_block(data, first_line, _worker_validator, _worker_max_line)
+    cols, rejects, nread = parse_block(data, first_line, _worker_validator, _worker_max_line)
+    cols.cells = cols.rollup(_worker_validator.good_rules)  # the writer's rollup work, done here in parallel
+    return cols, rejects, nread
 
 
 def _blocks(stream, block_bytes: int = BLOCK_BYTES):
@@ -528,6 +690,8 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
             if (n_workers > 1 and p != "-" and not _is_csv(p)
                     and os.path.getsize(p) * (8 if p.endswith(".gz") else 1) >= PARALLEL_MIN_BYTES):
                 _ingest_parallel(ing, p, name, n_workers, max_line_bytes, progress)
+            elif not _is_csv(p):
+                _ingest_blocks(ing, p, name, max_line_bytes, progress)
             else:
                 items = iter_file(p, max_line_bytes)
                 if progress is not None:
@@ -544,28 +708,98 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
 
 
 def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line_bytes: int, progress) -> None:
+    """Worker processes parse blocks while this process writes, in file order. A plain file is
+    read by the workers themselves (each is given a byte range: no copy through a pipe); a .gz
+    stream is read here and its blocks sent to them."""
     import multiprocessing
     from collections import deque
 
     ctx = multiprocessing.get_context("fork")
-    with _open_binary(path) as f, ctx.Pool(workers, initializer=_worker_init,
-                                         initargs=(ing.validator, max_line_bytes)) as pool:
+    gz = path.endswith(".gz")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
         pending: deque = deque()
-        blocks = _blocks(f)
-        done = False
-        while True:
-            # Keep a bounded number of blocks in flight (memory stays flat on huge files).
-            while not done and len(pending) < 2 * workers + 1:
-                try:
-                    pending.append(pool.apply_async(_parse_block_in_worker, (next(blocks),)))
-                except StopIteration:
-                    done = True
-            if not pending:
-                break
-            cols, rejects, nread = pending.popleft().get()
-            ing.add_parsed(name, cols, rejects, nread)
+        if gz:
+            f = _open_binary(path)
+            tasks = ((_parse_block_in_worker, blk) for blk in _blocks(f))
+        else:
+            f = None
+            size = os.path.getsize(path)
+            tasks = ((_parse_range_in_worker, (path, start, min(start + BLOCK_BYTES, size)))
+                     for start in range(0, size, BLOCK_BYTES))
+        try:
+            line = 1
+            done = False
+            while True:
+                # Keep a bounded number of blocks in flight (memory stays flat on huge files).
+                while not done and len(pending) < 2 * workers + 1:
+                    try:
+                        fn, arg = next(tasks)
+                    except StopIteration:
+                        done = True
+                        break
+                    pending.append(pool.apply_async(fn, (arg,)))
+                if not pending:
+                    break
+                out = pending.popleft().get()
+                if gz:
+                    cols, rejects, nread = out
+                else:
+                    # Line numbers: the worker counted from 1 (or 2, so that only the file's first
+                    # line is checked for a byte order mark); this block starts at `line`.
+                    cols, rejects, nread, nlines, local_first = out
+                    if rejects:
+                        shift = line - local_first
+                        rejects = [(n + shift, reason, raw) for n, reason, raw in rejects]
+                    line += nlines
+                ing.add_parsed(name, cols, rejects, nread)
+                if progress is not None:
+                    progress(name, ing.result.read)
+        finally:
+            if f is not None:
+                f.close()
+
+
+_worker_files: dict[str, object] = {}
+
+
+def _parse_range_in_worker(args):
+    """Parse the lines that start in [start, end) of a plain file (a line that starts before
+    `start` belongs to the block before; the last line is read to its end)."""
+    path, start, end = args
+    f = _worker_files.get(path)
+    if f is None:
+        f = _worker_files[path] = open(path, "rb")  # noqa: SIM115 - one per worker, for its life
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # the rest of the line that holds byte start-1
+    else:
+        f.seek(0)
+    pos = f.tell()
+    data = f.read(end - pos) if pos < end else b""
+    if data and not data.endswith(b"\n"):
+        data += f.readline()
+    nlines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    local_first = 1 if start == 0 else 2
+    cols, rejects, nread = parse_block(data, local_first, _worker_validator, _worker_max_line)
+    cols.cells = cols.rollup(_worker_validator.good_rules)
+    return cols, rejects, nread, nlines, local_first
+
+
+def _ingest_blocks(ing: Ingestor, path: str, name: str, max_line_bytes: int, progress) -> None:
+    """JSON Lines in this process, block by block (stdin, .gz, small files): the same parser as the
+    workers use."""
+    stream = _open_binary(path)
+    try:
+        for data, first_line in _blocks(stream, SERIAL_BLOCK_BYTES):
+            ing.add_parsed(name, *parse_block(data, first_line, ing.validator, max_line_bytes))
             if progress is not None:
                 progress(name, ing.result.read)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        ing.result.read += 1
+        ing.reject(name, -1, f"cannot read the rest of the file: {e}", None)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def _counting(items: Iterator[Item], name: str, progress) -> Iterator[Item]:
