@@ -234,6 +234,29 @@ def test_aggregate_exact_when_the_good_rule_changed_between_ingests(backend):
             assert_same_aggregate(got, want, rule)
 
 
+@pytest.mark.parametrize("rule_changed", [False, True], ids=["one rule", "rule changed between ingests"])
+def test_aggregate_groups_with_few_groups(backend, rule_changed):
+    """Few groups for many series (what `scores` asks): ClickHouse sums them in SQL, and falls back
+    to per-series cells when an hour was counted under another good rule."""
+    rows = make_rows(1200)
+    store = backend.open()
+    store.write_events(rows[:600], RULES)
+    store.write_events(rows[600:], {**RULES, "helpfulness": GoodRule(">", 2.5)} if rule_changed else RULES)
+    sids = series_ids(store)
+    for grouping in (lambda k: ("all",), lambda k: (k[1],)):
+        group_of = {sid: grouping(k) for k, sid in sids.items()}
+        for start, end in WINDOWS[:3]:
+            for bucket_ms in (None, HOUR_MS, 900_000):
+                for rule in (None, GOOD):
+                    got = store.aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=rule)
+                    want: dict = {}
+                    for (sid, b), cell in expected_aggregate(rows, sids, start, end, bucket_ms, rule).items():
+                        acc = want.setdefault((group_of[sid], b), [0, 0.0, 0.0, 0])
+                        for i, x in enumerate(cell):
+                            acc[i] += x
+                    assert_same_aggregate(got, want, rule)
+
+
 def test_aggregate_only_the_requested_series(backend):
     rows = make_rows(400)
     store = backend.open()

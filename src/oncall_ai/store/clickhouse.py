@@ -52,7 +52,7 @@ import threading
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import chain, count, repeat
 from operator import is_, itemgetter
 from urllib.parse import unquote, urlsplit
@@ -860,10 +860,33 @@ class ClickHouseStore(Store):
     # --- reading -------------------------------------------------------------------------------
     def aggregate(self, series_ids: Iterable[int], start: int, end: int, *,
                   bucket_ms: int | None = None, good_rule=None) -> dict[tuple[int, int | None], Agg]:
-        ids = sorted(set(series_ids))
         result: dict[tuple[int, int | None], Agg] = {}
+        self._aggregate(sorted(set(series_ids)), start, end, bucket_ms, good_rule, result, None)
+        return result
+
+    def aggregate_groups(self, group_of: Mapping[int, Hashable], start: int, end: int, *,
+                         bucket_ms: int | None = None, good_rule=None) -> dict[tuple[Hashable, int | None], Agg]:
+        """Summed per group in ClickHouse (the series -> group map travels as an external table), so
+        one row per (group, bucket) comes back instead of one per series."""
+        ids = sorted(set(group_of))
+        index: dict[Hashable, int] = {}
+        gidx = [index.setdefault(group_of[i], len(index)) for i in ids]
+        if len(index) * 2 > len(ids):  # hardly any grouping to do: per series is as cheap
+            return super().aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=good_rule)
+        table = "".join(f"{i}\t{g}\n" for i, g in zip(ids, gidx, strict=True)).encode()
+        cells: dict[tuple[int, int | None], Agg] = {}
+        if not self._aggregate(ids, start, end, bucket_ms, good_rule, cells, table):
+            # an hour counted under another good rule: recounted per series (rare; see _recount_good)
+            return super().aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=good_rule)
+        names = list(index)
+        return {(names[g], b): agg for (g, b), agg in cells.items()}
+
+    def _aggregate(self, ids: list[int], start: int, end: int, bucket_ms, good_rule, result: dict,
+                   groups: bytes | None) -> bool:
+        """Aggregates into result, keyed by series id, or with `groups` (TSV lines "series id, group
+        index") by group index. False when grouped cells would need a recount (nothing is added)."""
         if not ids or end <= start:
-            return result
+            return True
         if bucket_ms is not None and bucket_ms <= 0:
             raise ValueError("bucket_ms must be positive")
         raw_ranges = [(start, end)]
@@ -871,20 +894,27 @@ class ClickHouseStore(Store):
             first_full = -(-start // HOUR_MS) * HOUR_MS
             last_full = end - end % HOUR_MS
             if first_full < last_full:
-                self._agg_rollups(ids, first_full, last_full, bucket_ms, good_rule, result)
+                if not self._agg_rollups(ids, first_full, last_full, bucket_ms, good_rule, result, groups):
+                    return False
                 raw_ranges = [r for r in ((start, first_full), (last_full, end)) if r[0] < r[1]]
         if raw_ranges:
-            self._agg_raw(ids, raw_ranges, bucket_ms, good_rule, result)
-        return result
+            self._agg_raw(ids, raw_ranges, bucket_ms, good_rule, result, groups)
+        return True
 
     @staticmethod
     def _bucket(column: str, bucket_ms: int | None) -> str:
         return "toInt64(0)" if bucket_ms is None else f"toInt64(intDiv({column}, {int(bucket_ms)}) * {int(bucket_ms)})"
 
-    def _agg_rows(self, sql: str, external, row: struct.Struct) -> list[tuple]:
+    def _agg_rows(self, sql: str, external, row: struct.Struct, groups: bytes | None = None) -> list[tuple]:
         """Aggregate rows as RowBinary: fixed-size records unpacked in C, several times cheaper than
-        parsing JSON for the 10^5 cells of a triage over every series. Every column of such a query
-        is cast to the type `row` expects."""
+        parsing JSON for the 10^5 cells of a triage over every series. `sql` names its columns sid,
+        bk, c_n, c_t, c_q, c_g (and c_f when `row` has seven): with `groups`, they are summed per
+        group, and the first column is the group index."""
+        if groups is not None:
+            flag = ", toUInt64(sum(c_f))" if row.size == _AGG_ROW_FLAGGED.size else ""
+            sql = (f"SELECT toUInt64(g), bk, toUInt64(sum(c_n)), toFloat64(sum(c_t)), toFloat64(sum(c_q)), "
+                   f"toUInt64(sum(c_g)){flag} FROM ({sql}) AS cells ALL INNER JOIN _g USING sid GROUP BY g, bk")
+            external = {**(external or {}), "_g": ("sid UInt64, g UInt32", groups)}
         data = self._t.run(sql + " FORMAT RowBinary", external=external)
         if len(data) % row.size:
             raise StoreError(f"ClickHouse at {self.url}: an aggregate answer of {len(data)} bytes is not whole rows "
@@ -893,8 +923,8 @@ class ClickHouseStore(Store):
 
     @staticmethod
     def _absorb(result: dict, rows: list[tuple], bucket_ms: int | None, good: bool) -> None:
-        """Rows (series_id, bucket, n, sum, sum_sq, good, ...) into result. The rows of one query
-        have distinct (series, bucket) keys; results of several queries add up."""
+        """Rows (series_id or group, bucket, n, sum, sum_sq, good, ...) into result. The rows of one
+        query have distinct keys; results of several queries add up."""
         keys = [(r[0], None) for r in rows] if bucket_ms is None else [r[:2] for r in rows]
         if good:
             aggs = [Agg(r[2], r[3], r[4], r[5]) for r in rows]
@@ -919,43 +949,47 @@ class ClickHouseStore(Store):
             return "0"
         return f"{self._in('fm', fms, 'UInt64', external)} AND {self._in('series_id', ids, 'UInt64', external)}"
 
-    def _agg_raw(self, ids, ranges, bucket_ms, good_rule, result) -> None:
+    def _agg_raw(self, ids, ranges, bucket_ms, good_rule, result, groups=None) -> None:
         external: dict = {}
         cond = self._events_where(ids, external)
         window = " OR ".join(f"(ts >= {int(a)} AND ts < {int(b)})" for a, b in ranges)
         good = f"toUInt64(countIf({_rule_sql(good_rule)}))" if good_rule is not None else "toUInt64(0)"
         rows = self._agg_rows(
-            f"SELECT toUInt64(series_id), {self._bucket('ts', bucket_ms)} AS bk, toUInt64(count()), toFloat64(sum(value)), "
-            f"toFloat64(sum(value * value)), {good} FROM {self.db}.events WHERE {cond} AND ({window}) "
-            f"GROUP BY series_id, bk", external or None, _AGG_ROW)
+            f"SELECT toUInt64(series_id) AS sid, {self._bucket('ts', bucket_ms)} AS bk, toUInt64(count()) AS c_n, "
+            f"toFloat64(sum(value)) AS c_t, toFloat64(sum(value * value)) AS c_q, {good} AS c_g FROM {self.db}.events "
+            f"WHERE {cond} AND ({window}) GROUP BY series_id, bk", external or None, _AGG_ROW, groups)
         self._absorb(result, rows, bucket_ms, good_rule is not None)
 
-    def _agg_rollups(self, ids, start, end, bucket_ms, good_rule, result) -> None:
+    def _agg_rollups(self, ids, start, end, bucket_ms, good_rule, result, groups=None) -> bool:
         external: dict = {}
         cond = self._in("series_id", ids, "UInt64", external)
         bucket = self._bucket("hour", bucket_ms)
         where = f"WHERE {cond} AND hour >= {int(start)} AND hour < {int(end)}"
         if good_rule is None:
             rows = self._agg_rows(
-                f"SELECT toUInt64(series_id), {bucket} AS bk, toUInt64(sum(n)), toFloat64(sum(total)), "
-                f"toFloat64(sum(total_sq)), toUInt64(0) FROM {self.db}.rollup_1h {where} GROUP BY series_id, bk",
-                external or None, _AGG_ROW)
+                f"SELECT toUInt64(series_id) AS sid, {bucket} AS bk, toUInt64(sum(n)) AS c_n, toFloat64(sum(total)) AS c_t, "
+                f"toFloat64(sum(total_sq)) AS c_q, toUInt64(0) AS c_g FROM {self.db}.rollup_1h {where} GROUP BY series_id, bk",
+                external or None, _AGG_ROW, groups)
             self._absorb(result, rows, bucket_ms, False)
-            return
+            return True
         op, thr = _rule_parts(good_rule)
         same = f"(good_op = {op} AND good_threshold = {_num(thr)})"
-        # Per hour first: hours holding cells of another rule are counted (last column), then
-        # listed and recounted from raw events.
+        # Per hour first: hours holding cells of another rule are counted (c_f), then listed and
+        # recounted from raw events.
         rows = self._agg_rows(
-            f"SELECT toUInt64(series_id), {self._bucket('hr', bucket_ms)} AS bk, toUInt64(sum(cn)), toFloat64(sum(ct)), "
-            f"toFloat64(sum(cq)), toUInt64(sum(cg)), toUInt64(countIf(other > 0)) FROM ("
+            f"SELECT toUInt64(series_id) AS sid, {self._bucket('hr', bucket_ms)} AS bk, toUInt64(sum(cn)) AS c_n, "
+            f"toFloat64(sum(ct)) AS c_t, toFloat64(sum(cq)) AS c_q, toUInt64(sum(cg)) AS c_g, "
+            f"toUInt64(countIf(other > 0)) AS c_f FROM ("
             f" SELECT series_id, hour AS hr, sum(n) AS cn, sum(total) AS ct, sum(total_sq) AS cq,"
             f" sumIf(good, {same}) AS cg, countIf(NOT {same}) AS other"
             f" FROM {self.db}.rollup_1h {where} GROUP BY series_id, hour"
-            f") GROUP BY series_id, bk", external or None, _AGG_ROW_FLAGGED)
+            f") GROUP BY series_id, bk", external or None, _AGG_ROW_FLAGGED, groups)
+        flagged = any(r[6] for r in rows)
+        if flagged and groups is not None:
+            return False
         self._absorb(result, rows, bucket_ms, True)
-        if not any(r[6] for r in rows):
-            return
+        if not flagged:
+            return True
         external = {}
         cond = self._in("series_id", sorted({r[0] for r in rows if r[6]}), "UInt64", external)
         recount = [(int(sid), int(hr)) for sid, hr in self._rows(
@@ -963,6 +997,7 @@ class ClickHouseStore(Store):
             f"GROUP BY series_id, hour HAVING countIf(NOT {same}) > 0", external=external or None)]
         if recount:
             self._recount_good(recount, bucket_ms, good_rule, result)
+        return True
 
     def _recount_good(self, cells: list[tuple[int, int]], bucket_ms, good_rule, result) -> None:
         """Hours whose rollup cells were counted under another good rule: take `good` from raw
