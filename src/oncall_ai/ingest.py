@@ -411,15 +411,17 @@ SERIAL_BLOCK_BYTES = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20
 
 _worker_validator: Validator | None = None
+_worker_cells = True  # compute rollup cells (stores that keep their own rollups do not want them)
 _worker_max_line = MAX_LINE_BYTES
 
 
-def _worker_init(validator: Validator, max_line_bytes: int) -> None:
-    global _worker_validator, _worker_max_line
+def _worker_init(validator: Validator, max_line_bytes: int, cells: bool = True) -> None:
+    global _worker_validator, _worker_max_line, _worker_cells
     import gc
 
     gc.disable()  # no reference cycles are made here; the collector only costs time
     _worker_validator = validator
+    _worker_cells = cells
     _worker_key_ids.clear()
     _worker_keys.clear()
     _worker_max_line = max_line_bytes
@@ -566,7 +568,8 @@ _worker_keys: list = []  # holds the keys alive, so their id() stays theirs
 def _worker_result(cols: EventColumns):
     """(pid, keys new to the main process, cols numbered by this worker's key numbers), with the
     writer's rollup work (the cells) done here, in parallel."""
-    cols.cells = cols.rollup(_worker_validator.good_rules)
+    if _worker_cells:
+        cols.cells = cols.rollup(_worker_validator.good_rules)
     ids = _worker_key_ids
     new = []
     local = []
@@ -780,7 +783,8 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
     ctx = multiprocessing.get_context("fork")
     gz = path.endswith(".gz")
     tables = _KeyTables()
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
+    cells = getattr(ing.store, "uses_rollup_cells", False)
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes, cells)) as pool:
         pending: deque = deque()
         if gz:
             f = _open_binary(path)
