@@ -347,9 +347,10 @@ def test_fractional_timestamps_are_exact_to_the_millisecond(tmp_path, cfg):
         assert row[2] % 1000 == ms, (frac, row[2])
 
 
+@pytest.mark.parametrize("cells", [True, False])
 @pytest.mark.parametrize("block", [64, 97, 4096])
 @pytest.mark.parametrize("gz", [False, True])
-def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, gz):
+def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, gz, cells):
     """Workers read byte ranges of the file themselves (or blocks of a .gz stream): wherever a
     block boundary falls (mid-line, on a newline, mid-UTF-8), every record is read once and every
     reject names its true line."""
@@ -374,6 +375,8 @@ def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, 
     try:
         cfg_par = load_config(cfg.path, store_override=str(tmp_path / "par.db"))
         with open_store(cfg_par.store) as st:
+            # cells=False: a store that keeps its own rollups (ClickHouse) gets no cells from the workers
+            st.uses_rollup_cells = cells
             par = ing.ingest_files([str(path)], st, cfg_par, workers=2, rejects_path=str(tmp_path / "par.rej"))
             par_n = st.count_events()
     finally:

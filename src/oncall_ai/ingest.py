@@ -581,7 +581,8 @@ def _worker_result(cols: EventColumns):
             new.append(key)
         local.append(g)
     cols.kidx = [local[k] for k in cols.kidx]
-    cols.cells.k = [local[k] for k in cols.cells.k]
+    if cols.cells is not None:
+        cols.cells.k = [local[k] for k in cols.cells.k]
     cols.keys = []
     return os.getpid(), new, cols
 
