@@ -657,6 +657,22 @@ class Ingestor:
             raise UsageError(f"--rejects {rejects_path}: cannot write there ({e.strerror})",
                              hint="name a file in a folder that exists") from None
         self.on_batch: Callable[[IngestResult], None] | None = None
+        self._writer = None  # a thread that writes one batch while the next is gathered
+        self._writing = None  # its current batch (a Future)
+
+    def write_in_background(self) -> None:
+        """Write each batch in a thread while this one keeps taking parsed blocks: the store's
+        work (SQLite's C code, a ClickHouse server's insert) overlaps with parsing. Batches are
+        still written one at a time, in order, each atomic."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="oncall-ai-writer")
+
+    def _wait_writer(self) -> None:
+        if self._writing is not None:
+            pending, self._writing = self._writing, None
+            pending.result()  # re-raises the writer's error here
 
     def reject(self, name: str, lineno: int, reason: str, raw: bytes | str | None) -> None:
         r = self.result
@@ -699,16 +715,24 @@ class Ingestor:
         if len(self._cols) >= self.batch_size:
             self.flush()
 
+    def _write_columns(self, cols: EventColumns) -> None:
+        new = self.store.write_columns(cols, self.validator.good_rules)
+        self.result.stored += new
+        self.result.duplicates += len(cols) - new
+        if self.on_batch:
+            self.on_batch(self.result)
+
     def flush(self) -> None:
         if self._cols is not None and len(self._cols):
             cols, self._cols = self._cols, None
-            new = self.store.write_columns(cols, self.validator.good_rules)
-            self.result.stored += new
-            self.result.duplicates += len(cols) - new
-            if self.on_batch:
-                self.on_batch(self.result)
+            self._wait_writer()  # one batch in flight at most
+            if self._writer is not None:
+                self._writing = self._writer.submit(self._write_columns, cols)
+            else:
+                self._write_columns(cols)
         self._cols = None
         if self._batch:
+            self._wait_writer()  # keep order
             new = self.store.write_events(self._batch, self.validator.good_rules)
             self.result.stored += new
             self.result.duplicates += len(self._batch) - new
@@ -718,8 +742,14 @@ class Ingestor:
 
     def close(self) -> IngestResult:
         try:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                self._wait_writer()
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
             if self._rejects_file is not None:
                 self._rejects_file.close()
         return self.result
@@ -785,6 +815,8 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
     gz = path.endswith(".gz")
     tables = _KeyTables()
     cells = getattr(ing.store, "uses_rollup_cells", False)
+    if getattr(ing.store, "ingest_in_background", False):
+        ing.write_in_background()
     with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes, cells)) as pool:
         pending: deque = deque()
         if gz:

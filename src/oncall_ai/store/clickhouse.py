@@ -525,6 +525,9 @@ class ClickHouseStore(Store):
     # ClickHouse wants few large inserts (each INSERT is a part that merges later): writers that
     # batch (ingest, importers) may use this instead of their default batch size.
     ingest_batch_rows = 200_000
+    # An insert mostly waits for the server: ingest writes in a thread while it parses the next
+    # batch (on SQLite the writer is CPU in this process, and a thread only adds GIL hand-offs).
+    ingest_in_background = True
 
     def __init__(self, url: str, *, config=None, transport=None, create: bool = True):  # noqa: ARG002
         base, self.url, self.database, url_user, url_password = parse_url(url)
