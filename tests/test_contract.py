@@ -629,6 +629,7 @@ def _json_runs(sb):
         "triage": ("triage", "-f", truth["feature"], "-m", truth["metric"], "--at", AT),
         "changes list": ("changes", "list", "--at", AT),
         "changes show": ("changes", "show", truth["change_id"][:12]),
+        "changes import": ("changes", "import", str(sb.changes_path)),  # all there already: stores nothing
         "judge drift": ("judge", "drift", "--at", AT),
         "judge runs": ("judge", "runs"),
         "slo status": ("slo", "status", "--at", AT),
@@ -646,7 +647,8 @@ def test_every_json_command_is_checked(sb):
     assert not missing, f"add these --json commands to test_contract.py: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", ["scores", "triage", "changes list", "changes show", "judge drift", "judge runs",
+@pytest.mark.parametrize("name", ["scores", "triage", "changes list", "changes show", "changes import",
+                                  "judge drift", "judge runs",
                                   "slo status", "slo check", "store info", "config check", "digest",
                                   "rollback-prompt", "rollback-pin"])
 def test_json_output_is_one_object_with_a_schema(cli, sb, name):
