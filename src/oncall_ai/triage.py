@@ -17,13 +17,23 @@ cannot be read, no judge module or calibration data, no version tags, too little
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from oncall_ai.analysis.attribute import AttributionInput, AttributionParams, CrossMetric, attribute
+from oncall_ai.analysis.attribute import (
+    AttributionInput,
+    AttributionParams,
+    CrossMetric,
+    attribute,
+    diff_slices,
+    reaching_kind,
+    seen_in_traffic,
+)
 from oncall_ai.analysis.cube import Cube
 from oncall_ai.analysis.decompose import kitagawa
 from oncall_ai.analysis.detect import (
+    Anchor,
     DetectParams,
     compare_windows,
     detect_regression,
@@ -160,6 +170,9 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
                                                    bucket_ms=st.coarse_ms, slice_keys=slice_keys)
         return cube_cache[key]
 
+    if len(wanted) > 1:
+        # Alpha is the false-alarm rate of the whole run: a scan of many pairs splits it.
+        st = dataclasses.replace(st, detect=dataclasses.replace(st.detect, family=len(wanted)))
     for f, m in wanted:
         try:
             finding = _triage_one(cfg, store, st, f, m, groups.get((f, m), []), coarse, changes, at, since,
@@ -220,7 +233,9 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     sign = 1 if higher else -1
     source = _majority([s.source for s in series]) or (cfg.metric(metric).source if cfg is not None else "judge")
     cube = coarse_fn(feature, metric)
-    det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect)
+    anchors = change_anchors(changes, feature, metric, source, cube, since, at)
+    det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect,
+                            anchors=anchors)
     finding = Finding(feature, metric, source, higher, det)
     if note:
         finding.notes.append(note)
@@ -296,6 +311,26 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     if not changes:
         finding.notes.append("no changes found in the window from any source")
     return finding
+
+
+def change_anchors(changes: list, feature: str, metric: str, source: str, cube: Cube, since: int,
+                   at: int) -> list[Anchor]:
+    """Known change times in the window that can reach this metric, each with the slices its
+    diff names (a prompt edit about German answers: language=de), for the step tests at change
+    times. Fixed from the change records alone, before the metric's data is looked at."""
+    out = []
+    values = cube.slice_values()
+    for ch in changes:
+        if not since <= ch.at < at:
+            continue
+        kind = reaching_kind(ch, feature, metric, source)
+        if kind is None or kind == "input_shift":
+            continue
+        start = seen_in_traffic(ch, feature) or ch.at
+        hits = diff_slices(ch, values)
+        for scope in ([((k, v),) for k, v in hits] or [()]):
+            out.append(Anchor(start, scope, ch.id))
+    return out
 
 
 def _majority(values: list[str]) -> str | None:

@@ -27,6 +27,7 @@ Scores are the softmax of the log-evidence over the hypotheses plus an "unexplai
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -231,18 +232,11 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
     out: list[Candidate] = []
     traffic: list = []
     for ch in inp.changes:
-        if not (lo <= ch.at < hi) or not ch.affects(inp.feature):
+        if not (lo <= ch.at < hi):
             continue
-        kind = hypothesis_kind(ch)
+        kind = reaching_kind(ch, inp.feature, inp.metric, inp.metric_source)
         if kind is None:
             continue
-        if kind == "judge_drift":
-            # A judge scores one metric; it cannot move user signals or deterministic checks.
-            if inp.metric_source != "judge":
-                continue
-            if ch.kind == "judge" and ch.target and ch.target != inp.metric and ch.target not in ch.paths:
-                if not _mentions(ch, inp.metric):
-                    continue
         if ch.kind == "traffic" and ch.source == "traffic" and kind != "provider_model_change":
             traffic.append((ch, kind))
             continue
@@ -255,12 +249,7 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
         if kind == "provider_model_change":
             field_name, version = "model_id", ch.to_value
         cand = Candidate(ch, kind, _target(ch, kind), field_name, version, ch.kind == "prompt", ch.at)
-        seen = ch.details.get("seen_in_traffic") if isinstance(ch.details, dict) else None
-        for evd in seen or ():
-            if isinstance(evd, dict) and evd.get("feature") == inp.feature and isinstance(evd.get("at"), int):
-                # The switch seen in this feature's traffic: when the change really started serving.
-                if cand.exposure_start is None or evd["at"] < cand.exposure_start:
-                    cand.exposure_start = max(evd["at"], ch.at) if evd["at"] >= ch.at - 3_600_000 else evd["at"]
+        cand.exposure_start = seen_in_traffic(ch, inp.feature)
         out.append(cand)
     for ch, kind in traffic:
         field_name = ch.target if ch.target in VERSION_FIELDS else None
@@ -274,6 +263,33 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
         out.append(Candidate(ch, kind, _target(ch, kind), field_name, ch.to_value,
                              field_name == "prompt_version", ch.at))
     return out
+
+
+def reaching_kind(ch, feature: str, metric: str, metric_source: str) -> str | None:
+    """The hypothesis kind of a change that can move this feature's metric, else None."""
+    if not ch.affects(feature):
+        return None
+    kind = hypothesis_kind(ch)
+    if kind == "judge_drift":
+        # A judge scores one metric; it cannot move user signals or deterministic checks.
+        if metric_source != "judge":
+            return None
+        if ch.kind == "judge" and ch.target and ch.target != metric and ch.target not in ch.paths:
+            if not _mentions(ch, metric):
+                return None
+    return kind
+
+
+def seen_in_traffic(ch, feature: str) -> int | None:
+    """When the change's new version first showed in this feature's traffic (the changes source
+    records it), i.e. when it really started serving; None when not recorded."""
+    seen = ch.details.get("seen_in_traffic") if isinstance(ch.details, dict) else None
+    start = None
+    for evd in seen or ():
+        if isinstance(evd, dict) and evd.get("feature") == feature and isinstance(evd.get("at"), int):
+            if start is None or evd["at"] < start:
+                start = max(evd["at"], ch.at) if evd["at"] >= ch.at - 3_600_000 else evd["at"]
+    return start
 
 
 def _mentions(ch, metric: str) -> bool:
@@ -296,6 +312,7 @@ class _VersionIndex:
         # Fine buckets (when present) give the first-seen time to 5 minutes; a coarse bucket only
         # says "some time in this hour", so its start is used only when the fine cube lacks it.
         fine_first: dict[tuple[str, str], int] = {}
+        coarse_first: dict[tuple[str, str], int] = {}
         for cube in cubes:
             cells = scope[id(cube)]
             for r in cube.rows:
@@ -307,8 +324,9 @@ class _VersionIndex:
                     t = cube.time_of(r.bucket)
                     if key not in self.first_seen or t < self.first_seen[key]:
                         self.first_seen[key] = t
-                    if cube is not cubes[0] and (key not in fine_first or t < fine_first[key]):
-                        fine_first[key] = t
+                    first = fine_first if cube is not cubes[0] else coarse_first
+                    if key not in first or t < first[key]:
+                        first[key] = t
                     self.by_value.setdefault(key, []).append((cube, r))
                     if r.cell in cells:
                         k = (fname, id(cube), r.bucket)
@@ -316,9 +334,15 @@ class _VersionIndex:
         if len(cubes) > 1:
             f0 = cubes[1].time_of(0)
             for key, t in fine_first.items():
-                # seen first inside the fine window: trust the fine time over the coarse bucket start
-                if self.first_seen[key] >= f0 - cubes[0].bucket_ms:
+                c = coarse_first.get(key)
+                # Trust the fine time over the coarse bucket start when the fine window covers the
+                # coarse bucket the version first showed in, or starts inside it and the version
+                # is absent from the fine window's first bucket (so it started after f0). Seen at
+                # the fine window's very start, it may have started anywhere in [c, f0].
+                if c is None or c >= f0 or (c + cubes[0].bucket_ms > f0 and t > f0):
                     self.first_seen[key] = t
+                else:
+                    self.first_seen[key] = c
 
     def strata(self, fname: str) -> dict:
         """(cube, bucket, cell) -> {version: Moments} in the scope cells, computed once per field."""
@@ -495,6 +519,58 @@ def _footprint(cand: Candidate, cube: Cube, vidx: _VersionIndex | None) -> tuple
     return None, "the whole feature"
 
 
+# Language codes as prompts spell them: a diff that says "German" is about language=de.
+LANGUAGE_NAMES = {
+    "en": ("english",), "de": ("german", "deutsch"), "fr": ("french", "français", "francais"),
+    "es": ("spanish", "español", "espanol"), "it": ("italian",), "pt": ("portuguese",), "nl": ("dutch",),
+    "ja": ("japanese",), "zh": ("chinese", "mandarin"), "ko": ("korean",), "ru": ("russian",),
+    "pl": ("polish",), "sv": ("swedish",), "da": ("danish",), "fi": ("finnish",), "no": ("norwegian",),
+    "tr": ("turkish",), "ar": ("arabic",), "he": ("hebrew",), "hi": ("hindi",), "uk": ("ukrainian",),
+    "cs": ("czech",), "el": ("greek",), "id": ("indonesian",), "th": ("thai",), "vi": ("vietnamese",),
+}
+
+
+def diff_slices(change, slice_values: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Slice values a change names in the lines its diff adds or removes (not context lines):
+    `language=de` for "German", `persona=enterprise` for "Enterprise customers", `shape=long_doc`
+    for "long documents" (every part of the value starts a word of the same line). A prompt
+    change that names a slice is expected to hit that slice: its footprint."""
+    diff = getattr(change, "diff", None)
+    if not diff:
+        return []
+    lines = [ln[1:].lower() for ln in diff.splitlines()
+             if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    if not lines:
+        return []
+    words = [set(re.findall(r"[^\W_]+", ln)) for ln in lines]
+    hits = []
+    for key, vals in slice_values.items():
+        if len(vals) < 2:
+            continue
+        lang = "lang" in key.lower() or "locale" in key.lower()
+        for v in vals:
+            lv = v.lower()
+            if lang and lv[:2] in LANGUAGE_NAMES and (len(lv) == 2 or lv[2:3] in "-_"):
+                names = LANGUAGE_NAMES[lv[:2]]
+                if any(n in ws for ws in words for n in names):
+                    hits.append((key, v))
+                continue
+            parts = [x for x in re.split(r"[^\w]+|_", lv) if x]
+            if not parts or all(len(x) < 3 for x in parts):
+                continue  # "a", "b2": too short to recognise in prose
+            # A part may start a longer word ("doc" in "documents") only inside a multi-part value
+            # or when it is long itself: "pro" must not match "product".
+            loose = len(parts) > 1
+
+            def named(x: str, ws: set[str], loose: bool = loose) -> bool:
+                return any(w == x or w == x + "s" or (w.startswith(x) and len(x) >= 3 and (loose or len(x) >= 5))
+                           for w in ws)
+
+            if any(all(named(x, ws) for x in parts) for ws in words):
+                hits.append((key, v))
+    return hits
+
+
 def _path_names(paths: str, value: str) -> bool:
     import re
 
@@ -599,6 +675,20 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
                 ev.append(f"the metric also dropped outside its footprint (z={z_out:.1f}), which it cannot explain")
         elif fp_how:
             comp.setdefault("footprint", 0.0)
+        if fp_cells is None and dec is not None and -sign * dec.total > 0:
+            # A softer footprint: the slices its diff names. Positive evidence only (a prompt edit
+            # that mentions German may still reach every language).
+            named = []
+            for k, v in diff_slices(ch, cube.slice_values()):
+                share, traffic = _share_in(dec, set(cube.cells_where({k: v})))
+                if 0 < traffic < 0.99:
+                    named.append((max(share, 1e-3) / traffic, share, traffic, k, v))
+            if named:
+                lift, share, traffic, k, v = max(named)
+                if lift > 1.5:
+                    comp["diff_names"] = min(p.lift_cap, 2 * math.log(lift))
+                    ev.append(f"its diff names {k}={v}, where {share:.0%} of the drop sits "
+                              f"({traffic:.0%} of traffic)")
         # Direct comparison of versions.
         d = _direct(cand, vidx, cubes, scope_by_cube, ref, cube)
         if d is not None and level:

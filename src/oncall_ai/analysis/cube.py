@@ -161,5 +161,14 @@ class Cube:
             m.merge(self.cell_moments(ci, b0, b1))
         return m
 
+    def is_binary(self) -> bool:
+        """Every value 0 or 1 (a check, thumbs down): sum of squares equals sum in every row."""
+        flag = self.__dict__.get("_binary")
+        if flag is None:
+            flag = bool(self.rows) and all(abs(r.ss - r.s) <= 1e-9 * max(1.0, r.s) and -1e-9 <= r.s <= r.n + 1e-9
+                                           for r in self.rows)
+            self.__dict__["_binary"] = flag
+        return flag
+
     def total_n(self) -> float:
         return sum(sum(c) for c in self.n)
