@@ -37,6 +37,7 @@ from oncall_ai.analysis.detect import (
     DetectParams,
     compare_windows,
     detect_regression,
+    hour_adjusted_mix_z,
     rate_residuals,
     refine_onset,
 )
@@ -302,7 +303,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
         pin_key = cfg.features[feature].model
     inp = AttributionInput(feature, metric, source, higher, cube, det, loc, dec, changes, at, fine=fine,
                            judge=judge_ev, cross=cross, pin_key=pin_key, since=since_text,
-                           other_features=others)
+                           other_features=others, mix_z_hour=hour_adjusted_mix_z(cube, ref, pre, post))
     finding.hypotheses = attribute(inp, st.attribute)
     _onset_from_top(finding, fine)
     if not any(any(v is not None for v in r.versions[:3]) for r in cube.rows):

@@ -68,6 +68,8 @@ class AttributionParams:
     # judge): such changes rarely move quality scores, and nothing in the events (version tags)
     # can confirm that they reached the feature. e^-2: about 1 in 7.
     unknown_mechanism_prior: float = -2.0
+    # Log prior odds of a prompt edit that only touches comments/whitespace or fixes spelling.
+    inert_diff_prior: float = -1.5
 
 
 @dataclass
@@ -107,6 +109,7 @@ class AttributionInput:
     pin_key: str | None = None  # the feature's model pin key, for provider-side rollbacks
     since: str = "24h"
     other_features: dict = field(default_factory=dict)  # feature -> z of the same drop there
+    mix_z_hour: float | None = None  # mix effect z against the baseline mix of the same hours of day
 
 
 # --- timeline of residuals: coarse buckets, fine buckets around the onset ---------------------------
@@ -571,6 +574,43 @@ def diff_slices(change, slice_values: dict[str, list[str]]) -> list[tuple[str, s
     return hits
 
 
+def diff_inert(change) -> str | None:
+    """How a prompt diff looks unable to change behaviour, or None: only HTML comments or
+    whitespace changed, or only a spelling fix (a few words, each within two letters of the old
+    one). Such edits rarely move quality: a mild prior, never a verdict (a one-word edit can)."""
+    diff = getattr(change, "diff", None)
+    if not diff:
+        return None
+    old = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    new = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    if not old and not new:
+        return None
+
+    def strip(lines: list[str]) -> list[str]:
+        text = re.sub(r"<!--.*?-->", " ", "\n".join(lines), flags=re.S)
+        return text.split()
+
+    a, b = strip(old), strip(new)
+    if a == b:
+        return "its diff only changes comments or whitespace"
+    if len(a) == len(b):
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        if 0 < len(pairs) <= 2 and all(_edit_distance(x.lower(), y.lower()) <= 2 and min(len(x), len(y)) >= 4
+                                       for x, y in pairs):
+            return "its diff only fixes spelling (" + ", ".join(f"{x} -> {y}" for x, y in pairs) + ")"
+    return None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def _path_names(paths: str, value: str) -> bool:
     import re
 
@@ -628,7 +668,12 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
     dec = inp.decomposition
     hyps: list[Hypothesis] = []
     judge_only, product_confirmed, cross_words = _cross(inp)
-    mostly_mix = dec is not None and dec.is_mostly_mix(sign)
+    # The decomposition compares the window's mix with the whole baseline's; a night-time window
+    # has a night-time mix. Only a mix unusual for its hours of day counts as an input shift.
+    mix_z = None if dec is None else -sign * dec.mix_z
+    if mix_z is not None and inp.mix_z_hour is not None:
+        mix_z = min(mix_z, -sign * inp.mix_z_hour)
+    mostly_mix = dec is not None and dec.is_mostly_mix(sign) and mix_z is not None and mix_z > 3
 
     for cand in candidates:
         ev: list[str] = []
@@ -675,9 +720,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
                 ev.append(f"the metric also dropped outside its footprint (z={z_out:.1f}), which it cannot explain")
         elif fp_how:
             comp.setdefault("footprint", 0.0)
-        if fp_cells is None and dec is not None and -sign * dec.total > 0:
+        if dec is not None and -sign * dec.total > 0:
             # A softer footprint: the slices its diff names. Positive evidence only (a prompt edit
-            # that mentions German may still reach every language).
+            # that mentions German may still reach every language), and only beyond what the
+            # footprint above already credited (version tags of a prompt reach every slice).
             named = []
             for k, v in diff_slices(ch, cube.slice_values()):
                 share, traffic = _share_in(dec, set(cube.cells_where({k: v})))
@@ -685,8 +731,9 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
                     named.append((max(share, 1e-3) / traffic, share, traffic, k, v))
             if named:
                 lift, share, traffic, k, v = max(named)
-                if lift > 1.5:
-                    comp["diff_names"] = min(p.lift_cap, 2 * math.log(lift))
+                extra = min(p.lift_cap, 2 * math.log(lift)) - max(0.0, comp.get("footprint", 0.0))
+                if lift > 1.5 and extra > 0:
+                    comp["diff_names"] = extra
                     ev.append(f"its diff names {k}={v}, where {share:.0%} of the drop sits "
                               f"({traffic:.0%} of traffic)")
         # Direct comparison of versions.
@@ -711,6 +758,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
             comp["user_signals"] = 1.0
             ev.append(cross_words)
         _shared_terms(cand, inp, comp, ev)
+        inert = diff_inert(ch) if getattr(ch, "kind", None) == "prompt" else None
+        if inert:
+            comp["prior"] = p.inert_diff_prior
+            ev.append(f"{inert}, which rarely changes what the model does")
         if cand.kind == "recorded_change":
             comp["prior"] = p.unknown_mechanism_prior
             ev.append(f"a {getattr(ch, 'kind', 'recorded')} change: how it would move {inp.metric} is unknown "
@@ -724,11 +775,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         hyps.append(h)
 
     # Input shift: only when the mix moved the metric the bad way beyond noise.
-    if (dec is not None and -sign * dec.total > 0 and dec.grew is not None and -sign * dec.mix_z > 2
+    if (dec is not None and -sign * dec.total > 0 and dec.grew is not None and mix_z is not None and mix_z > 2
             and dec.mix_share() >= 0.2):
         comp = {}
         ev = []
-        mix_z = -sign * dec.mix_z
         rate_z = -sign * dec.rate_z
         share = dec.mix_share()
         g = dec.grew

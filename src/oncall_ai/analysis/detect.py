@@ -51,6 +51,7 @@ class DetectParams:
     scan_slices: bool = True
     max_slice_scopes: int = 40
     family: int = 1  # (feature, metric) pairs examined in the same run: alpha is split over them
+    min_recovered_ms: int = 2 * 3_600_000  # "recovered" needs at least this long back at baseline
 
 
 @dataclass
@@ -593,7 +594,10 @@ def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: De
     """A clear step back up after the onset, after which the metric is not worse than baseline."""
     y, w, phi, var, binary = _scope_series(cube, ref, best)
     nb = cube.n_buckets
-    t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=nb, end=nb, sign=-sign, phi=phi,
+    # "Back to baseline" needs a few hours of it: one quiet hour (a slice's traffic at its daily
+    # low, a lucky sample) is not a recovery.
+    hi = nb - max(1, -(-p.min_recovered_ms // cube.bucket_ms))
+    t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=hi, end=nb, sign=-sign, phi=phi,
                                  min_post_w=p.min_post_events / var, binary=binary)
     if t3 is None or min(1.0, normal_sf(z3) * max(1, len(prof))) >= p.alpha:
         return None
@@ -637,6 +641,22 @@ def refine_onset(fine: Cube, mu: dict[Cell, float], sigma2: float, phi: float, *
     best_b, best_g = max(gains, key=lambda x: (x[1], -x[0]))
     inside = [b for b, g in gains if best_g - g <= 2.0]
     return fine.time_of(best_b), (fine.time_of(min(inside)), fine.time_of(max(inside) + 1))
+
+
+def hour_adjusted_mix_z(cube: Cube, ref: Reference, pre: tuple[int, int], post: tuple[int, int]) -> float | None:
+    """z of the mix effect between two windows against the baseline mix *for the same hours of
+    day* (positive: the mix predicts a higher mean after). A window of night hours has a night
+    mix; only a mix unusual for its hours is an input shift."""
+    if ref.mix_var <= 0:
+        return None
+    y, w = mix_residuals(cube, ref)
+    wa = sum(w[b] for b in range(*pre))
+    wb = sum(w[b] for b in range(*post))
+    if wa <= 0 or wb <= 0:
+        return None
+    ma = sum(w[b] * y[b] for b in range(*pre)) / wa
+    mb = sum(w[b] * y[b] for b in range(*post)) / wb
+    return (mb - ma) / math.sqrt(ref.phi_mix * (1 / wa + 1 / wb))
 
 
 def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,
