@@ -265,7 +265,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     coarse_onset = det.onset
     lo = max(cube.time_of(0), coarse_onset - st.fine_before_ms)
     hi = min(at, coarse_onset + st.fine_after_ms)
-    if hi > lo and det.signal == "rate":
+    if hi > lo and det.signal == "rate" and det.anchor is None:
         aggs = store.aggregate([s.id for s in series], lo, hi, bucket_ms=st.fine_ms)
         fine = Cube.from_aggregates(series, aggs, start=lo, end=hi, bucket_ms=st.fine_ms, slice_keys=slice_keys)
         cells = cube.cells_where(scope) if scope else None

@@ -70,6 +70,7 @@ class AttributionParams:
     unknown_mechanism_prior: float = -2.0
     # Log prior odds of a prompt edit that only touches comments/whitespace or fixes spelling.
     inert_diff_prior: float = -1.5
+    profile_timing: bool = True
 
 
 @dataclass
@@ -164,6 +165,30 @@ def _cells_like(other: Cube, cube: Cube, cells: list[int]) -> list[int]:
 def _gain(segs: list[Segment], x: list[float], level: float, phi: float) -> float:
     """Log-likelihood of residual mean level*x_t against 0, summed over segments."""
     return sum(g.w * level * xt * (2 * g.y - level * xt) for g, xt in zip(segs, x, strict=True)) / (2 * phi)
+
+
+def _profile_gain(segs: list[Segment], x: list[float], sign: int, phi: float) -> float:
+    """Log-likelihood of residual mean L*x_t against 0, with the drop L fitted to this exposure
+    (profile likelihood): (sum w x y)^2 / (2 phi sum w x^2), 0 unless L is a drop."""
+    sxy = sum(g.w * xt * g.y for g, xt in zip(segs, x, strict=True))
+    sxx = sum(g.w * xt * xt for g, xt in zip(segs, x, strict=True))
+    if sxx <= 0 or -sign * sxy <= 0:
+        return 0.0
+    return sxy * sxy / (2 * phi * sxx)
+
+
+def _best_profile_step(segs: list[Segment], sign: int, phi: float, lo: int, hi: int) -> tuple[float, int | None]:
+    """The best step (start among segment starts in [lo, hi], its own drop size): (gain, time)."""
+    best = (0.0, None)
+    aw = awy = 0.0
+    for g in reversed(segs):
+        aw += g.w
+        awy += g.w * g.y
+        if lo <= g.start <= hi and aw > 0 and -sign * awy > 0:
+            gain = awy * awy / (2 * phi * aw)
+            if gain > best[0]:
+                best = (gain, g.start)
+    return best
 
 
 def _best_step(segs: list[Segment], level: float, phi: float, lo: int, hi: int) -> tuple[float, int | None]:
@@ -659,7 +684,12 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         level = 0.0
     phi = ref.phi
     lo = min(g.start for g in segs) if segs else onset
-    best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
+    # Timing is a profile likelihood: every candidate's exposure gets its own best drop size, so
+    # the onset estimate (and the drop measured after it) does not decide for the candidates.
+    if p.profile_timing:
+        best_gain, best_t = _best_profile_step(segs, sign, phi, lo, inp.at) if level else (0.0, onset)
+    else:
+        best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
     has_versions = any(any(v is not None for v in r.versions) for r in cube.rows)
     vidx = _VersionIndex(cubes, scope_by_cube) if has_versions else None
 
@@ -682,7 +712,12 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if cand.kind == "input_shift":
             continue  # recorded traffic changes join the input-shift hypothesis below
         x, how, start = _exposure(cand, segs, vidx, scope_by_cube)
-        gain = _gain(segs, x, level, phi) if level else 0.0
+        if not level:
+            gain = 0.0
+        elif p.profile_timing:
+            gain = _profile_gain(segs, x, sign, phi)
+        else:
+            gain = _gain(segs, x, level, phi)
         loss = min(LOSS_CAP, max(-LOSS_CAP, best_gain - gain)) if level else 0.0
         comp["timing"] = -p.timing_weight * loss
         dt = (start - onset) / 60_000

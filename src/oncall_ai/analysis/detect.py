@@ -111,6 +111,7 @@ class Detection:
     reference: Reference | None = None
     scans: list[Scan] = field(default_factory=list)
     recovered_at: int | None = None
+    anchor: object = None  # the Anchor (known change time) whose step test carried the verdict
 
     @property
     def delta(self) -> float | None:
@@ -374,7 +375,8 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     p_adj = _adjusted_p(best) if best.tau is not None else 1.0
     det.p_value = p_adj
     det.z = best.z if best.tau is not None else 0.0
-    det.signal = best.kind
+    det.signal = "rate" if best.kind == "anchor" else best.kind
+    det.anchor = best.anchor
     det.scope = best.scope
 
     if best.tau is None:
