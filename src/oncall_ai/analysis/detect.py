@@ -24,6 +24,7 @@ Everything here is pure: the cube comes in, a Detection goes out.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -161,8 +162,13 @@ def _hour_mix(cube: Cube, b0: int, b1: int, mix: list[float], prior: float) -> l
     if cube.bucket_ms > 3_600_000 or not cube.cells:
         return None
     counts = [[0.0] * len(cube.cells) for _ in range(24)]
+    per = 86_400_000 // cube.bucket_ms if 86_400_000 % cube.bucket_ms == 0 else 0
     for ci in range(len(cube.cells)):
         cn = cube.n[ci]
+        if per:  # buckets of one hour of day are every `per`-th: sum the strided slices
+            for first in range(b0, min(b1, b0 + per)):
+                counts[_hour(cube, first)][ci] += sum(cn[first:b1:per])
+            continue
         for b in range(b0, b1):
             if cn[b]:
                 counts[_hour(cube, b)][ci] += cn[b]
@@ -221,16 +227,7 @@ def rate_residuals(cube: Cube, ref: Reference, cells: Sequence[int] | None = Non
     mu = ref.mu if mu is None else mu
     idx = range(len(cube.cells)) if cells is None else cells
     nb = cube.n_buckets
-    n = [0.0] * nb
-    obs = [0.0] * nb
-    exp = [0.0] * nb
-    for ci in idx:
-        cn, cs, m = cube.n[ci], cube.s[ci], mu[ci]
-        for b in range(nb):
-            if cn[b]:
-                n[b] += cn[b]
-                obs[b] += cs[b]
-                exp[b] += cn[b] * m
+    n, obs, exp = _bucket_sums(cube, idx, mu)
     y = [(obs[b] - exp[b]) / n[b] if n[b] else 0.0 for b in range(nb)]
     w = [n[b] / ref.sigma2 for b in range(nb)]
     if expected is not None:
@@ -238,18 +235,27 @@ def rate_residuals(cube: Cube, ref: Reference, cells: Sequence[int] | None = Non
     return y, w
 
 
+def _bucket_sums(cube: Cube, idx: Sequence[int], mu: Sequence[float],
+                 with_obs: bool = True) -> tuple[list[float], list[float], list[float]]:
+    """Per bucket, over the cells idx: events, observed sum, and events * baseline cell mean
+    (columns summed in C: a full scan does this for every slice of every pair)."""
+    nb = cube.n_buckets
+    idx = list(idx)
+    if not idx or not nb:
+        return [0.0] * nb, [0.0] * nb, [0.0] * nb
+    ns = [cube.n[ci] for ci in idx]
+    mus = [mu[ci] for ci in idx]
+    n = list(map(sum, zip(*ns)))
+    obs = list(map(sum, zip(*[cube.s[ci] for ci in idx]))) if with_obs else [0.0] * nb
+    exp = [sum(map(operator.mul, col, mus)) for col in zip(*ns)]
+    return n, obs, exp
+
+
 def mix_residuals(cube: Cube, ref: Reference) -> tuple[list[float], list[float]]:
     """Per bucket: the mean the bucket's cell mix predicts minus the mean the baseline mix for
     that hour of day predicts (both with baseline cell means), and its multinomial weight."""
     nb = cube.n_buckets
-    n = [0.0] * nb
-    exp = [0.0] * nb
-    for ci in range(len(cube.cells)):
-        cn, m = cube.n[ci], ref.mu[ci]
-        for b in range(nb):
-            if cn[b]:
-                n[b] += cn[b]
-                exp[b] += cn[b] * m
+    n, _, exp = _bucket_sums(cube, range(len(cube.cells)), ref.mu, with_obs=False)
     overall = sum(w * m for w, m in zip(ref.mix, ref.mu, strict=True))
     hour_ref = None
     if ref.hour_mix is not None:

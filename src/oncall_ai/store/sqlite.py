@@ -553,7 +553,10 @@ class SQLiteStore(Store):
                 for h, sid, ts, v, rid, sr, inp, outp in self.conn.execute(sql, args)]
 
     def time_bounds(self) -> tuple[int | None, int | None]:
-        row = self.conn.execute("SELECT min(bucket), max(bucket) FROM rollup_1h").fetchone()
+        # Two subqueries: SQLite answers a lone min() or max() from the key in microseconds, but
+        # scans the whole table for both in one SELECT (0.2 s on 10M events).
+        row = self.conn.execute(
+            "SELECT (SELECT min(bucket) FROM rollup_1h), (SELECT max(bucket) FROM rollup_1h)").fetchone()
         if row[0] is None:
             return None, None
         lo = self._edge("min", row[0])
