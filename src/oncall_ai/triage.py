@@ -357,6 +357,8 @@ def _onset_from_top(finding: Finding, fine: Cube | None) -> None:
     lo = (det.onset_range[0] if det.onset_range else det.onset) - 3 * HOUR
     if lo <= start <= det.onset + 15 * MINUTE:
         det.onset = start
+        if det.onset_range is not None:  # the range says where the onset may be: it includes it
+            det.onset_range = (min(det.onset_range[0], start), max(det.onset_range[1], start))
 
 
 def _other_features(feature: str, metric: str, source: str, groups, coarse_fn, cube: Cube, pre, post, cfg,

@@ -722,12 +722,15 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         comp["timing"] = -p.timing_weight * loss
         dt = (start - onset) / 60_000
         when = _ago(dt)
+        # "the step in the data": the onset the metric alone puts it at (the verdict's onset may
+        # move to the top change's exposure start afterwards, see triage._onset_from_top).
+        step = f"the step in the data ({_hhmm(onset)} UTC)"
         if how == "versions":
-            ev.append(f"its version reached traffic {when} the onset (from version tags on events)")
+            ev.append(f"its version reached traffic {when} {step}, from version tags on events")
         elif how == "ramp":
-            ev.append(f"its rollout ramp starts {when} the onset")
+            ev.append(f"its rollout ramp starts {when} {step}")
         else:
-            ev.append(f"it landed {when} the onset")
+            ev.append(f"it landed {when} {step}")
         if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms and loss > 4:
             # Said, not scored twice: the likelihood loss already measures how late it is (onset
             # estimates at night rest on few events, so no hard cut-off).
@@ -1004,6 +1007,12 @@ def _next_check(cand: Candidate, inp: AttributionInput) -> str:
     if cand.field:
         return f"oncall-ai scores --feature {f} --metric {m} --by {cand.field} --since {since}"
     return f"oncall-ai changes show {cand.change.id}"
+
+
+def _hhmm(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M")
 
 
 def _ago(minutes: float) -> str:

@@ -132,7 +132,7 @@ def verdict_line(f: Finding, at: int) -> Text:
 
 def _detail_line(f: Finding) -> Text:
     d = f.detection
-    parts = [f"p{_p(d.p_value)} (corrected for scanning every onset and slice)",
+    parts = [f"p{_p(d.p_value)} (corrected for every onset, slice and change time tested)",
              f"{int(d.baseline.n):,} events before, {int(d.current.n):,} after"]
     if d.test is not None:
         lo, hi = d.test.ci()
