@@ -261,13 +261,18 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     scope = loc.scope or (det.scope if det.signal == "rate" else {})
 
     # Refine the onset on fine buckets inside the affected slices.
+    # Fine buckets over the whole window (and a little before the onset): attribution times every
+    # candidate change on them, not only those near the onset (one query, ~30 ms a day of a pair
+    # on a 10M-event store).
     fine = None
     coarse_onset = det.onset
     lo = max(cube.time_of(0), coarse_onset - st.fine_before_ms)
     hi = min(at, coarse_onset + st.fine_after_ms)
-    if hi > lo and det.signal == "rate" and det.anchor is None:
-        aggs = store.aggregate([s.id for s in series], lo, hi, bucket_ms=st.fine_ms)
-        fine = Cube.from_aggregates(series, aggs, start=lo, end=hi, bucket_ms=st.fine_ms, slice_keys=slice_keys)
+    f_lo = max(cube.time_of(0), min(lo, since) // st.fine_ms * st.fine_ms)
+    if at > f_lo:
+        aggs = store.aggregate([s.id for s in series], f_lo, at, bucket_ms=st.fine_ms)
+        fine = Cube.from_aggregates(series, aggs, start=f_lo, end=at, bucket_ms=st.fine_ms, slice_keys=slice_keys)
+    if hi > lo and fine is not None and det.signal == "rate" and det.anchor is None:
         cells = cube.cells_where(scope) if scope else None
         y, w = rate_residuals(cube, ref, cells)
         wb = sum(w[tb:])

@@ -330,9 +330,10 @@ def _mentions(ch, metric: str) -> bool:
 class _VersionIndex:
     """Per version field: tagged counts per (cube, bucket) in the scope cells, and per version."""
 
-    def __init__(self, cubes: list[Cube], scope: dict[int, set[int]]):
+    def __init__(self, cubes: list[Cube], scope: dict[int, set[int]], mu: dict[int, list[float]] | None = None):
         self.cubes = cubes
         self.scope = scope  # id(cube) -> scope cell ids
+        self.mu = mu or {}  # id(cube) -> baseline mean per cell (residuals for the direct comparison)
         self.tagged: dict[tuple[str, int, int], float] = {}
         self.by_value: dict[tuple[str, str], list[tuple[Cube, Row]]] = {}
         self.first_seen: dict[tuple[str, str], int] = {}
@@ -373,10 +374,14 @@ class _VersionIndex:
                     self.first_seen[key] = c
 
     def strata(self, fname: str) -> dict:
-        """(cube, bucket, cell) -> {version: Moments} in the scope cells, computed once per field."""
+        """(hour, other versions) -> {version: Moments of residuals (value - the cell's baseline
+        mean)} in the scope cells, computed once per field. Hour strata of residuals rather than (bucket, cell) strata
+        of values: a canary hour holds a few events per cell, too few to pair old and new within
+        a cell, while residuals already take each cell's level out."""
         if fname not in self._strata:
             fi = VERSION_FIELDS.index(fname)
             out: dict = {}
+            hour = self.cubes[0].bucket_ms
             # Fine buckets replace the coarse buckets they overlap (the same events must not be
             # compared twice, which would halve the standard error).
             f0 = f1 = None
@@ -384,15 +389,20 @@ class _VersionIndex:
                 f0, f1 = self.cubes[1].time_of(0), self.cubes[1].time_of(self.cubes[1].n_buckets)
             for ci, cube in enumerate(self.cubes):
                 cells = self.scope[id(cube)]
+                mu = self.mu.get(id(cube))
                 for r in cube.rows:
                     v = r.versions[fi]
                     if v is None or r.cell not in cells:
                         continue
-                    if ci == 0 and f0 is not None and cube.time_of(r.bucket) < f1 and \
-                            cube.time_of(r.bucket + 1) > f0:
+                    t0 = cube.time_of(r.bucket)
+                    if ci == 0 and f0 is not None and t0 < f1 and cube.time_of(r.bucket + 1) > f0:
                         continue
-                    m = out.setdefault((id(cube), r.bucket, cube.cells[r.cell]), {}).setdefault(v, Moments())
-                    m.add(r.n, r.s, r.ss)
+                    # ... and within the same other versions: a prompt switch during a model canary
+                    # must not take the credit for the model's drop (nor the model for the prompt's).
+                    others = r.versions[:fi] + r.versions[fi + 1:]
+                    key = (t0 - (t0 - self.cubes[0].start) % hour, others)
+                    m = out.setdefault(key, {}).setdefault(v, Moments())
+                    m.add(r.n, r.s - (r.n * mu[r.cell] if mu is not None else 0.0), 0.0)
             self._strata[fname] = out
         return self._strata[fname]
 
@@ -483,7 +493,7 @@ def _ramp_share(ramp: list, s: int, e: int) -> float | None:
 
 def _direct(cand: Candidate, vidx: _VersionIndex | None, cubes: list[Cube], scope_by_cube: dict[int, set[int]],
             ref: Reference, base_cube: Cube) -> tuple[float, float, float] | None:
-    """CMH-style stratified difference new - old within (cube, bucket, cell) strata of the scope.
+    """CMH-style stratified difference new - old of residuals within hour strata of the scope.
     Returns (diff, se, events on the new side) or None without overlapping strata."""
     if vidx is None or not cand.field or not cand.version:
         return None
@@ -691,7 +701,11 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
     else:
         best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
     has_versions = any(any(v is not None for v in r.versions) for r in cube.rows)
-    vidx = _VersionIndex(cubes, scope_by_cube) if has_versions else None
+    mu_by_cube = {id(cube): list(ref.mu)}
+    if inp.fine is not None:
+        mu_cell = ref.mu_by_cell(cube)
+        mu_by_cube[id(inp.fine)] = [mu_cell.get(c, ref.grand) for c in inp.fine.cells]
+    vidx = _VersionIndex(cubes, scope_by_cube, mu_by_cube) if has_versions else None
 
     cand_lo = min(onset - p.pre_window_ms, det.current_window[0] if det.current_window else onset)
     candidates = build_candidates(inp, cand_lo, inp.at)

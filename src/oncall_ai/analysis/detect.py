@@ -543,6 +543,13 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
                                        min_post_w=min_post_w, binary=bin_args)
         if t2 is None:
             continue
+        if part != tau and bin_args is None:
+            # The part of the change's own bucket after it counts too: a regression on the
+            # exposure (0 before, the fraction of the bucket after the change, 1 after).
+            w_full = scope_series(scope, cells)[1]
+            x = [0.0] * part + [(cube.time_of(tau) - a.at) / cube.bucket_ms] + [1.0] * (nb - tau)
+            z, delta = _exposure_z(y, w_full, x, sign)
+            prof = [(tau, z)]
         anchored.append(Scan(scope, "anchor", t2, z, normal_sf(z), delta, 1, prof, anchor=a))
     fam = max(1, p.family) * (2 if anchored else 1)
     n_free = len(scans)
@@ -557,6 +564,21 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
         return none, scans
     # Smallest corrected p-value; ties (p underflows to 0) go to the larger z, then the whole feature.
     return min(valid, key=lambda s: (_adjusted_p(s), -s.z, len(s.scope), s.kind == "anchor")), scans
+
+
+def _exposure_z(y: Sequence[float], w: Sequence[float], x: Sequence[float], sign: int) -> tuple[float, float]:
+    """Weighted regression of y on the exposure x (with an intercept): (z of the slope in the bad
+    direction, slope). With x only 0 and 1 it is the step test of scan_step."""
+    sw = sum(w)
+    if sw <= 0:
+        return 0.0, 0.0
+    xb = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / sw
+    yb = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sw
+    sxx = sum(wi * (xi - xb) ** 2 for wi, xi in zip(w, x, strict=True))
+    if sxx <= 0:
+        return 0.0, 0.0
+    slope = sum(wi * (xi - xb) * (yi - yb) for wi, xi, yi in zip(w, x, y, strict=True)) / sxx
+    return -sign * slope * math.sqrt(sxx), slope
 
 
 def _adjusted_p(scan: Scan) -> float:
