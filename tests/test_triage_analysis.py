@@ -391,3 +391,21 @@ def test_one_quiet_hour_is_not_a_recovery():
         cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
     det = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
     assert det.verdict == "regression"
+
+
+def test_a_traffic_shift_still_under_way_is_not_recovered_but_one_that_ended_is():
+    from oncall_ai.analysis.detect import _mix_persists, fit_reference
+
+    s = Synth(seed=4, onset=ONSET, mix_shift={"ja": 3.0}, per_hour=120)
+    cube = s.build()
+    iw0 = cube.boundary(s.end - 24 * HOUR)
+    ref = fit_reference(cube, 0, iw0)
+    tau = cube.boundary(ONSET)
+    t3 = cube.n_buckets - 4
+    assert _mix_persists(cube, ref, tau, t3)  # ja still three times its usual share
+    clean = Synth(seed=104, per_hour=120).build()
+    for ci in range(len(cube.cells)):
+        cj = clean.cell_id(cube.cells[ci])
+        for b in range(t3, cube.n_buckets):
+            cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
+    assert not _mix_persists(cube, ref, tau, t3)  # back to the usual mix

@@ -637,7 +637,38 @@ def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: De
         return None
     mb = sum(w[b] * y[b] for b in range(t3, nb)) / wb
     z_after = -sign * mb / math.sqrt(phi / wb)
-    return t3 if z_after < 2.0 else None
+    if z_after >= 2.0:
+        return None
+    if best.kind == "mix" and _mix_persists(cube, ref, tau, t3):
+        return None
+    return t3
+
+
+def _mix_persists(cube: Cube, ref: Reference, tau: int, t3: int) -> bool:
+    """A traffic shift whose metric effect faded (the slice that grew is at its daily low, so it
+    moves the mean less) is not over while that slice still has far more than its usual share
+    for the hour: the slice value that grew most in [tau, t3) must be back below halfway."""
+    if ref.hour_mix is None:
+        return False
+    nb = cube.n_buckets
+    best_ratio, after = 1.0, 1.0
+    for key, vals in cube.slice_values().items():
+        if len(vals) < 2:
+            continue
+        for v in vals:
+            cells = cube.cells_where({key: v})
+            ratios = []
+            for lo, hi in ((tau, t3), (t3, nb)):
+                obs = exp = 0.0
+                for b in range(lo, hi):
+                    hm = ref.hour_mix[_hour(cube, b)]
+                    n_b = sum(cube.n[c][b] for c in range(len(cube.cells)))
+                    obs += sum(cube.n[c][b] for c in cells)
+                    exp += n_b * sum(hm[c] for c in cells)
+                ratios.append(obs / exp if exp > 0 else 1.0)
+            if ratios[0] > best_ratio:
+                best_ratio, after = ratios
+    return best_ratio > 1.5 and after - 1 > 0.5 * (best_ratio - 1)
 
 
 # --- onset refinement on fine buckets -------------------------------------------------------------
