@@ -99,6 +99,26 @@ def test_import_stores_valid_records_and_names_bad_lines(run_cli, tmp_path):
     assert len(_list(run_cli, cfg)) == 2
 
 
+def test_import_json_and_unknown_features(run_cli, tmp_path):
+    """--json: one object on stdout for scripts; a change naming a feature the config does not
+    declare is stored, with a warning naming the line (it could never be blamed otherwise)."""
+    cfg = _cfg(tmp_path)
+    path = tmp_path / "changes.jsonl"
+    path.write_text(json.dumps({"id": "c1", "ts": "2026-11-26T04:00:00Z", "kind": "config", "target": "flags",
+                                "features": ["summariser", "support"]}) + "\n"
+                    + json.dumps({"id": "c2", "ts": "2026-11-26T05:00:00Z", "kind": "index", "target": "kb"}) + "\n"
+                    + "{not json\n")
+    r = run_cli("--config", cfg, "changes", "import", path, "--json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["schema"] == "oncall-ai/changes-import/v1"
+    assert (out["read"], out["stored"], out["duplicates"]) == (3, 2, 0)
+    assert out["rejected"] == [f"{path}:3: not JSON: Expecting property name enclosed in double quotes (column 2)"]
+    assert len(out["warnings"]) == 1 and out["warnings"][0].startswith(f"{path}:1: change 'c1' names feature(s) 'summariser'")
+    assert f"warning: {path}:1:" in r.stderr
+    assert sorted(c["id"] for c in _list(run_cli, cfg)) == ["c1", "c2"]
+
+
 def test_import_missing_file_is_a_usage_error(run_cli, tmp_path):
     cfg = _cfg(tmp_path)
     r = run_cli("--config", cfg, "changes", "import", tmp_path / "nope.jsonl")

@@ -45,6 +45,9 @@ def test_discovery_order(tmp_path, monkeypatch):
     ("features:\n  s: {prompt: [a]}\n", "features.s.prompt"),
     ("pins: models.yaml\n", "pins"),
     ("store: [1]\n", "store"),
+    ("metrics:\n  m: {good: '>= 4'}\nfeatures:\n  f: {prompts: [a.md]}\nslices: [language, persona]\n"
+     "slos:\n  - {name: x, feature: f, metric: m, objective: 0.9, window: 24h, where: {langauge: de}}\n",
+     "slos[0].where.langauge: is not a slice key declared under `slices:` (did you mean 'language'?)"),
     ("a: [\n", "invalid YAML"),
     ("- 1\n", "top level must be a mapping"),
 ])

@@ -363,6 +363,7 @@ def test_bad_langfuse_config(langfuse_env, run_cli, tmp_path):
     cfg = env["config"](srv, extra="  sources: {EVAL: robot}\n")
     r = run_cli("--config", cfg, "import", "langfuse")
     assert r.exit_code == 2 and "langfuse.sources.EVAL" in r.stderr
+    assert f"{cfg}: langfuse.sources.EVAL" in r.stderr  # the file, then the key
     cfg = env["config"](srv, extra="  page_sise: 10\n")
     r = run_cli("--config", cfg, "import", "langfuse")
     assert r.exit_code == 2 and "langfuse.page_sise" in r.stderr

@@ -156,7 +156,7 @@ def test_parallel_path_matches_serial(tmp_path, cfg):
     finally:
         ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
     with open_store(cfg.store) as st:
-        rs = ing.ingest_files([p], st, cfg, workers=1)
+        rs = ing.ingest_files([p], st, cfg, workers=0)
         ser = st.aggregate([s.id for s in st.series()], 0, 2**62)
         ser_series = {s.id: s for s in st.series()}
     assert (rp.stored, rp.rejected) == (rs.stored, rs.rejected) == (2999, 1)
@@ -242,3 +242,148 @@ def test_unwritable_rejects_path_is_a_usage_error(run_cli, tmp_path, cfg):
     assert "--rejects" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--config", cfg.path, "ingest", f, "--max-line-bytes", "0")
     assert r.exit_code == 2 and "--max-line-bytes" in r.stderr
+
+
+def _variants():
+    """Records of the common shape and of every unusual one the exact path handles differently."""
+    base = {"id": "a1", "ts": "2026-11-18T10:00:05Z", "feature": "summarizer", "metric": "helpfulness",
+            "value": 4, "source": "judge", "slice": {"persona": "dev", "language": "de"},
+            "model_id": "m-1", "prompt_version": "p1", "index_version": "i1", "judge_id": "j1",
+            "request_id": "r1", "sample_rate": 0.1}
+    edits = [
+        {}, {"value": 4.5}, {"value": 1}, {"value": 5.0}, {"value": 0}, {"value": 6}, {"value": True},
+        {"value": "4"}, {"value": None}, {"value": float("inf")}, {"source": None}, {"source": "user"},
+        {"source": "robot"}, {"slice": None}, {"slice": {}}, {"slice": {"language": "de", "persona": "dev"}},
+        {"slice": {"persona": 3}}, {"slice": {"persona": True}}, {"slice": {"persona": None}}, {"slice": ["x"]},
+        {"slice": "de"}, {"model_id": ""}, {"model_id": None}, {"model_id": 7}, {"model_id": False},
+        {"prompt_version": 2.5}, {"judge_id": ["x"]}, {"request_id": 12}, {"request_id": True},
+        {"request_id": None}, {"sample_rate": 1}, {"sample_rate": 1.0}, {"sample_rate": 0.0},
+        {"sample_rate": 1.5}, {"sample_rate": None}, {"sample_rate": True}, {"id": ""}, {"id": 12},
+        {"id": None}, {"id": True}, {"id": "é☃"}, {"ts": "2026-11-18T10:00:05.250Z"}, {"ts": "2026-11-18T10:00:05+02:00"},
+        {"ts": "2026-11-18T10:00:60Z"}, {"ts": "2026-11-18T10:00:5xZ"}, {"ts": "2026-11-18T10:00:05"},
+        {"ts": "2026-11-18 10:00:05Z"}, {"ts": "2026-13-18T10:00:05Z"}, {"ts": "2026-11-18"},
+        {"ts": 1_795_000_000}, {"ts": 1_795_000_000.5}, {"ts": "1795000000"}, {"ts": "1999-12-31T23:59:59Z"},
+        {"ts": "2100-01-01T00:00:00Z"}, {"ts": "2099-12-31T23:59:59Z"}, {"ts": "2026-11-18T10:00:٠٥Z"},
+        {"ts": None}, {"feature": ""}, {"feature": 3}, {"feature": None}, {"metric": ""}, {"metric": "schema_valid"},
+        {"metric": "unknown_metric", "value": 99}, {"input": "q", "output": "a"}, {"input": 3},
+        {"output": None}, {"input": ""}, {"output": "only an output"},
+    ]
+    out = []
+    for i, e in enumerate(edits):
+        r = dict(base, id=f"a{i}")
+        r.update(e)
+        out.append(r)
+    drop = dict(base)
+    del drop["id"]
+    out.append(drop)  # no id: the record hash
+    for k in ("ts", "feature", "metric", "value"):
+        r = dict(base, id=f"missing-{k}")
+        del r[k]
+        out.append(r)
+    return out
+
+
+def test_fast_path_gives_exactly_what_the_exact_validator_gives(cfg):
+    """parse_block validates common records inline; every record, common or not, must come out as
+    Validator.row makes it (the same row, or a reject with the same reason)."""
+    import math
+
+    import orjson
+
+    from oncall_ai.ingest import MAX_LINE_BYTES, Reject, Validator, parse_block
+
+    recs = _variants()
+    lines = []
+    for r in recs:
+        # json.dumps writes inf as Infinity: not JSON, so that line is a malformed-JSON reject
+        lines.append(json.dumps(r).encode() if r.get("value") == float("inf") else orjson.dumps(r))
+    lines.append(b"{broken")
+    lines.append(b"   ")
+    lines.append(b"[1, 2]")
+    # the same key twice: every JSON reader here takes the last one
+    lines.append(b'{"id": "dup", "ts": "2026-11-18T10:00:05Z", "feature": "f", "metric": "helpfulness", '
+                 b'"value": 9, "value": 3, "slice": {"language": "de", "language": "fr"}}')
+    lines.append(b'{"id": "big", "ts": "2026-11-18T10:00:05Z", "feature": "f", "metric": "m", "value": 1e400}')
+    lines.append(rb'{"id": "esc", "ts": "2026-11-18T10:00:05Z", "feature": "f\u00fc\ud83d\ude00", "metric": "m", '
+                 rb'"value": 12345678901234567890, "slice": {"k\n": "v\"q"}, "extra": {"nested": [1]}}')
+    data = b"\n".join(lines) + b"\n"
+    v = Validator(cfg)
+    cols, rejects, nread = parse_block(data, 1, v, MAX_LINE_BYTES)
+    got_rows = cols.rows()
+    got_rejects = {line: reason for line, reason, _ in rejects}
+    exact = Validator(cfg)
+    want_rows, want_rejects = [], {}
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # named by the line reader, checked below
+        try:
+            want_rows.append(exact.row(obj))
+        except Reject as e:
+            want_rejects[lineno] = str(e)
+    assert nread == len(lines) - 1  # the blank line is not a record
+    assert len(got_rows) == len(want_rows)
+    for g, w in zip(got_rows, want_rows, strict=True):
+        assert g[0] == w[0] and g[1] == w[1] and g[2] == w[2], (g, w)
+        assert g[3] == w[3] or (math.isnan(g[3]) and math.isnan(w[3]))
+        assert g[4:] == w[4:], (g, w)
+    assert {k: v for k, v in got_rejects.items() if k in want_rejects} == want_rejects
+    malformed = set(got_rejects) - set(want_rejects)
+    assert all(got_rejects[k].startswith("malformed JSON") or "NaN" in got_rejects[k] for k in malformed)
+    assert len(malformed) == 3, got_rejects  # the inf record, {broken and 1e400
+    # The fast path took the common records (not everything went the slow way).
+    assert len(v.fast_keys) >= 1
+
+
+def test_fractional_timestamps_are_exact_to_the_millisecond(tmp_path, cfg):
+    from oncall_ai.ingest import Validator
+
+    v = Validator(cfg)
+    for frac, ms in ((".001", 1), (".123", 123), (".999", 999), (".5", 500), (".000001", 0)):
+        row = v.row(dict(ev(1), ts=f"2026-11-18T10:00:05{frac}Z"))
+        assert row[2] % 1000 == ms, (frac, row[2])
+
+
+@pytest.mark.parametrize("block", [64, 97, 4096])
+@pytest.mark.parametrize("gz", [False, True])
+def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, gz):
+    """Workers read byte ranges of the file themselves (or blocks of a .gz stream): wherever a
+    block boundary falls (mid-line, on a newline, mid-UTF-8), every record is read once and every
+    reject names its true line."""
+    import oncall_ai.ingest as ing
+
+    lines = []
+    for i in range(400):
+        if i % 37 == 5:
+            lines.append("{broken")
+        elif i % 53 == 7:
+            lines.append("")
+        elif i % 41 == 9:
+            lines.append(json.dumps(ev(i, value="high")))
+        else:
+            lines.append(json.dumps(ev(i, value=(i % 5) + 1, slice={"language": "ü" * (i % 4) or "en"}),
+                                    ensure_ascii=False))
+    text = ("\n".join(lines)).encode()  # no newline after the last record
+    path = tmp_path / ("a.jsonl.gz" if gz else "a.jsonl")
+    path.write_bytes(gzip.compress(text) if gz else text)
+    old = ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES
+    ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = 0, block
+    try:
+        cfg_par = load_config(cfg.path, store_override=str(tmp_path / "par.db"))
+        with open_store(cfg_par.store) as st:
+            par = ing.ingest_files([str(path)], st, cfg_par, workers=2, rejects_path=str(tmp_path / "par.rej"))
+            par_n = st.count_events()
+    finally:
+        ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
+    with open_store(cfg.store) as st:
+        ser = ing.ingest_files([str(path)], st, cfg, workers=0, rejects_path=str(tmp_path / "ser.rej"))
+        ser_n = st.count_events()
+    want_bad = [n for n, line in enumerate(lines, 1) if line == "{broken" or '"high"' in line]
+    assert (par.stored, par.rejected, par_n) == (ser.stored, ser.rejected, ser_n)
+    assert par.stored == sum(1 for line in lines if line) - len(want_bad)
+    par_lines = [json.loads(x)["line"] for x in (tmp_path / "par.rej").read_text().splitlines()]
+    ser_lines = [json.loads(x)["line"] for x in (tmp_path / "ser.rej").read_text().splitlines()]
+    assert par_lines == ser_lines == want_bad

@@ -186,6 +186,27 @@ def test_status_explains_why(run_cli, config_file):
     assert "SLI per" in blocks["fast-schema"]
 
 
+def test_status_text_fits_an_80_column_terminal(run_cli, config_file):
+    """On a terminal, long lines wrap (burn windows never split inside); the words stay the same."""
+    from oncall_ai.config import load_config
+    from oncall_ai.report.slo import status_text
+    from oncall_ai.slos import evaluate_all
+    from oncall_ai.store import open_store
+    from oncall_ai.timeutil import parse_time_ms
+
+    cfg = load_config(config_file())
+    at = parse_time_ms(AT)
+    with open_store(cfg.store) as store:
+        statuses = evaluate_all(store, cfg, at, details=True)
+    wide = status_text(statuses, cfg, at)
+    narrow = status_text(statuses, cfg, at, width=80)
+    assert max(len(line) for line in wide.splitlines()) > 80  # there is something to wrap
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert narrow.split() == wide.split()
+    burn = next(line for line in narrow.splitlines() if line.startswith("  burn:"))
+    assert not burn.rstrip().endswith(("m", "h", "d"))  # "1h 0.83x" is never cut after the window
+
+
 def test_status_json(run_cli, config_file):
     r = run_cli("--config", config_file(), "slo", "status", "--at", AT, "--json")
     assert r.exit_code == 0

@@ -175,6 +175,11 @@ WINDOWS = [
     (T0 + 5_000, T0 + 26 * HOUR_MS + 777),                     # unaligned both ends
     (T0 + 3 * HOUR_MS + 60_000, T0 + 3 * HOUR_MS + 50 * 60_000),  # inside hours (no full hour)
     (0, 2**62),                                                # unbounded
+    # edges with most of their hour inside the window (SQLite reads those as the hour's cells
+    # minus the raw rest) and with little of it inside
+    (T0 + 23 * 60_000, T0 + 20 * HOUR_MS + 33 * 60_000),       # starts :40, ends :50
+    (T0 - 16 * 60_000 + HOUR_MS, T0 + 30 * HOUR_MS + 42 * 60_000 - 1),  # starts :01, ends :59.999
+    (T0 - 17 * 60_000 - 123 + 30 * 60_000, T0 + 5 * HOUR_MS - 17 * 60_000 + 30 * 60_000),  # :30 to :30
     (T0 + HOUR_MS, T0 + HOUR_MS),                              # empty
 ]
 BUCKETS = [None, 300_000, 900_000, HOUR_MS, 2 * HOUR_MS, 86_400_000]
@@ -193,6 +198,25 @@ def test_aggregate_matches_raw_computation(backend, bucket_ms):
             got = store.aggregate(metric_sids, start, end, bucket_ms=bucket_ms, good_rule=rule)
             helpful_rows = [r for r in rows if r[1][1] == "helpfulness"]
             want = expected_aggregate(helpful_rows, sids, start, end, bucket_ms, rule)
+            assert_same_aggregate(got, want, rule)
+
+
+@pytest.mark.parametrize("bucket_ms", [None, HOUR_MS, 86_400_000])
+def test_aggregate_groups_sums_series_into_their_groups(backend, bucket_ms):
+    rows = make_rows()
+    store = backend.open()
+    store.write_events(rows, RULES)
+    sids = series_ids(store)
+    group_of = {sid: ("by-language", dict(k[3]).get("language")) for k, sid in sids.items()}
+    for start, end in WINDOWS:
+        for rule in (None, GOOD):
+            got = store.aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=rule)
+            per_series = expected_aggregate(rows, sids, start, end, bucket_ms, rule)
+            want: dict = {}
+            for (sid, b), (n, t, tt, g) in per_series.items():
+                cell = want.setdefault((group_of[sid], b), [0, 0.0, 0.0, 0])
+                for i, x in enumerate((n, t, tt, g)):
+                    cell[i] += x
             assert_same_aggregate(got, want, rule)
 
 

@@ -82,30 +82,55 @@ def test_a_store_locked_by_another_writer_is_a_store_error(tmp_path):
     store.close()
 
 
-def test_daily_rollups_are_backfilled_for_an_older_store(tmp_path):
-    """A store made before m003 (no rollup_1d) is migrated on open, and long windows, now read
-    from daily cells, give the same numbers as raw events."""
+def test_an_older_store_is_migrated_on_open(tmp_path, monkeypatch):
+    """A store made by the first release (m001-m002: no daily rollups, rollups keyed by hour and
+    series) is migrated on open: m003 backfills daily cells, m004 re-keys both rollup tables by
+    stream. Windows read from the migrated rollups give the same numbers as the raw events, and
+    new events land in the same cells."""
+    import sqlite3
+
     from oncall_ai.config import GoodRule
     from oncall_ai.ingest import Validator
-    from oncall_ai.store.sqlite import SQLiteStore
+    from oncall_ai.store import sqlite as sq
 
     rule = GoodRule(">=", 4.0)
     v = Validator(None)
     t0 = 1_795_000_000
-    rows = [v.row({"id": f"e{i}", "ts": t0 - i * 137, "feature": "f", "metric": "m", "value": (i % 5) + 1,
-                   "slice": {"k": "ab"[i % 2]}}) for i in range(12_000)]
+    rows = [v.row({"id": f"e{i}", "ts": t0 - i * 137, "feature": "fg"[i % 3 == 0], "metric": "m",
+                   "value": (i % 5) + 1, "slice": {"k": "ab"[i % 2]}}) for i in range(12_000)]
     path = str(tmp_path / "s.db")
-    with SQLiteStore(path) as st:
-        st.write_events(rows, {"m": rule})
-        st.conn.execute("DROP TABLE rollup_1d")
-        st.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm003_create_daily_rollups'")
-    with SQLiteStore(path) as st:
-        assert st.schema_version() == 3
+    # The first release's store, written the way it wrote it (events, zone map, hourly cells).
+    monkeypatch.setattr(sq, "MIGRATIONS", sq.MIGRATIONS[:2])
+    sq.SQLiteStore(path).close()
+    monkeypatch.undo()
+    c = sqlite3.connect(path, isolation_level=None)
+    sids = {}
+    for _, key, *_ in rows:
+        if key not in sids:
+            sids[key] = c.execute("INSERT INTO series(feature, metric, source, slice) VALUES (?,?,?,?)",
+                                  (key[0], key[1], key[2], f'[["k", "{key[3][0][1]}"]]')).lastrowid
+    c.executemany("INSERT INTO events(rowid, series_id, ts, h, value) VALUES (?,?,?,?,?)",
+                  [(i + 1, sids[r[1]], r[2], r[0], r[3]) for i, r in enumerate(rows)])
+    c.execute("INSERT INTO event_ranges SELECT ts - ts % 3600000, min(rowid), max(rowid) FROM events GROUP BY 1")
+    c.execute("INSERT INTO rollup_1h SELECT ts - ts % 3600000, series_id, count(*), sum(value), sum(value * value), "
+              "sum(value >= 4) FROM events GROUP BY 1, 2")
+    c.execute("INSERT INTO rollup_rules VALUES ('m', '>= 4.0')")
+    c.close()
+    with sq.SQLiteStore(path) as st:
+        assert st.schema_version() == len(sq.MIGRATIONS)
         ids = [s.id for s in st.series()]
         start, end = (t0 - 12_000 * 137) * 1000 + 12345, t0 * 1000 - 999
-        got = st.aggregate(ids, start, end, good_rule=rule)
-        n = sum(a.n for a in got.values())
-        good = sum(a.good for a in got.values())
-        want = [r for r in rows if start <= r[2] < end]
-        assert n == len(want) and good == sum(1 for r in want if r[3] >= 4)
+        for bucket in (None, 3_600_000, 86_400_000):
+            got = st.aggregate(ids, start, end, good_rule=rule, bucket_ms=bucket)
+            n = sum(a.n for a in got.values())
+            good = sum(a.good for a in got.values())
+            want = [r for r in rows if start <= r[2] < end]
+            assert n == len(want) and good == sum(1 for r in want if r[3] >= 4)
         assert st.conn.execute("SELECT sum(n) FROM rollup_1d").fetchone()[0] == len(rows)
+        assert st.conn.execute("SELECT count(DISTINCT stream) FROM rollup_1h").fetchone()[0] == 2
+        # New events after the migration add to the migrated cells.
+        more = [v.row({"id": f"new{i}", "ts": t0 - i * 137, "feature": "f", "metric": "m", "value": 5,
+                       "slice": {"k": "a"}}) for i in range(100)]
+        assert st.write_events(more, {"m": rule}) == 100
+        got = st.aggregate([s.id for s in st.series()], 0, (t0 + 1) * 1000, good_rule=rule)
+        assert sum(a.n for a in got.values()) == len(rows) + 100

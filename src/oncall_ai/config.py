@@ -330,6 +330,12 @@ def parse_config(data: dict, *, path: Path | None, store_override: str | None = 
         where_filter = s.get("where") or {}
         if not isinstance(where_filter, dict):
             v.fail(f"{where}.where", "must be a mapping of slice key -> value")
+        if slices:  # a misspelt key would match no event: the SLO would sit at UNKNOWN forever
+            allowed = (*slices, "source", "model_id", "prompt_version", "index_version", "judge_id")
+            for k in where_filter:
+                if str(k) not in allowed:
+                    v.fail(f"{where}.where.{k}", "is not a slice key declared under `slices:`"
+                           + _did_you_mean(str(k), allowed))
         min_events = s.get("min_events", 0)
         if not isinstance(min_events, int) or isinstance(min_events, bool) or min_events < 0:
             v.fail(f"{where}.min_events", "must be a non-negative whole number")

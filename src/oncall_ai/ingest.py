@@ -22,9 +22,10 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from oncall_ai.config import SOURCES, Config, MetricConfig
@@ -32,11 +33,38 @@ from oncall_ai.errors import UsageError
 from oncall_ai.store.base import EventColumns
 from oncall_ai.timeutil import MS_MAX, MS_MIN
 
-BATCH_SIZE = 20_000
+BATCH_SIZE = 100_000  # rows per transaction: fewer commits, each rewriting fewer dedup pages per row
 MAX_LINE_BYTES = 1 << 20  # 1 MiB; input/output text beyond that is almost certainly a broken export
 REJECTS_SHOWN = 10
 
 _VERSION_KEYS = ("model_id", "prompt_version", "index_version", "judge_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+class _FastEvent(msgspec.Struct):
+    """The common shape of an event, decoded with its types checked in C (parse_block's fast
+    path). Anything that does not fit (a number as a slice value, a bool value, an epoch ts, ...)
+    fails to decode and takes the exact path, which accepts or names it."""
+
+    ts: str
+    feature: str
+    metric: str
+    value: float  # JSON integers are accepted (as floats), booleans are not
+    id: str | None = None
+    source: str | None = None
+    slice: dict[str, str] | None = None
+    model_id: str | None = None
+    prompt_version: str | None = None
+    index_version: str | None = None
+    judge_id: str | None = None
+    request_id: str | None = None
+    sample_rate: float | None = None
+    input: str | None = None
+    output: str | None = None
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastEvent)
 
 
 class Reject(Exception):
@@ -69,6 +97,9 @@ def _hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
 
 
+_ID_HASHER = hashlib.blake2b(b"id:", digest_size=8)
+
+
 def id_hash(event_id: str) -> int:
     return _hash64(b"id:" + event_id.encode("utf-8", "surrogatepass"))
 
@@ -76,6 +107,22 @@ def id_hash(event_id: str) -> int:
 def record_hash(obj: dict) -> int:
     """A stable hash of a record without `id`: canonical JSON (sorted keys) of its content."""
     return _hash64(b"rec:" + orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+class _MinuteCache(dict):
+    """ "YYYY-MM-DDTHH:MM" -> epoch ms of that UTC minute, parsed once (ts strings share minutes)."""
+
+    def parse(self, prefix: str) -> int | None:
+        try:
+            dt = datetime.fromisoformat(prefix + ":00+00:00")
+        except ValueError:
+            return None
+        ms = (dt - _EPOCH) // _ONE_MS
+        if not (MS_MIN <= ms and ms + 60_000 <= MS_MAX):
+            return None  # out of range: the exact path names it
+        if len(self) < 200_000:
+            self[prefix] = ms
+        return ms
 
 
 class Validator:
@@ -87,6 +134,19 @@ class Validator:
         self._default_source = {name: m.source for name, m in self.metrics.items()}
         self._scale = {name: m.scale for name, m in self.metrics.items() if m.scale}
         self._keys: dict[tuple, tuple] = {}  # interned series keys: less memory, cheaper pickling
+        self.fast_keys: dict[tuple, tuple] = {}  # values as written (see parse_block) -> interned key
+        self.minute_ms = _MinuteCache()
+
+    def fast_key(self, fk: tuple) -> tuple:
+        """The interned series key of a fast-path record (fk: feature, metric, source, 4 versions,
+        then the slice items as written, all strings or None)."""
+        items = fk[7:]
+        versions = tuple(v or None for v in fk[3:7])
+        key = (fk[0], fk[1], fk[2], tuple(sorted(items)), *versions)
+        key = self._keys.setdefault(key, key)
+        if len(self.fast_keys) < 1_000_000:  # bounded: a pathological file cannot eat memory
+            self.fast_keys[fk] = key
+        return key
 
     def row(self, obj) -> tuple:
         if not isinstance(obj, dict):
@@ -199,7 +259,8 @@ def _parse_ts(ts) -> int:
             raise Reject(f"'ts' has no UTC offset: {ts!r} (add Z or +00:00)"[:200])
         if len(ts) < 11:
             raise Reject(f"'ts' has no time of day: {ts!r}")
-        ms = int(dt.timestamp() * 1000)
+        # Integer arithmetic: dt.timestamp() * 1000 is a float and can land 1 ms low.
+        ms = (dt - _EPOCH) // _ONE_MS
     elif t is int or t is float:
         if not math.isfinite(ts):
             raise Reject(f"'ts' is not finite: {ts!r}")
@@ -346,6 +407,7 @@ def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]
 # file order, so results (and rejects) are the same as the serial path.
 
 BLOCK_BYTES = 4 << 20
+SERIAL_BLOCK_BYTES = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20
 
 _worker_validator: Validator | None = None
@@ -358,34 +420,197 @@ def _worker_init(validator: Validator, max_line_bytes: int) -> None:
 
     gc.disable()  # no reference cycles are made here; the collector only costs time
     _worker_validator = validator
+    _worker_key_ids.clear()
+    _worker_keys.clear()
     _worker_max_line = max_line_bytes
 
 
 def parse_block(data: bytes, first_line: int, validator: Validator, max_line_bytes: int):
     """Parse and validate a block of whole lines: (EventColumns, rejects as (line, reason, raw),
-    lines read)."""
-    rows = []
+    lines read).
+
+    The hot loop of ingest. Records of the common shape (string ts in whole seconds with Z, string
+    feature/metric/id, numeric value, string slice values and versions) are validated inline and
+    their series key is found through a flat tuple of the values as written; anything else goes
+    through `Validator.row`, which gives exactly the same row, or the exact reason for a reject."""
+    cols = EventColumns()
+    keys, kidx, hs, tss, values = cols.keys, cols.kidx, cols.h, cols.ts, cols.value
+    rids, srs = cols.request_id, cols.sample_rate
     rejects = []
     row = validator.row
-    nread = 0
+    fast_keys = validator.fast_keys  # flat tuple as written -> canonical series key
+    block_kidx: dict[int, int] = {}  # id(canonical key) -> index in this block's keys
+    minute_ms = validator.minute_ms  # "YYYY-MM-DDTHH:MM" -> epoch ms
+    minute_get = minute_ms.get
+    scale = validator._scale
+    default_source = validator._default_source
+    loads = orjson.loads
+    decode = _FAST_DECODER.decode
+    id_hasher = _ID_HASHER.copy
+    from_bytes = int.from_bytes
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    for lineno, obj, raw in read_jsonl(lines, max_line_bytes, first_line=first_line):
-        nread += 1
-        if isinstance(obj, Reject):
-            rejects.append((lineno, str(obj), raw))
+    nread = 0
+    lineno = first_line - 1
+    for raw in lines:
+        lineno += 1
+        if len(raw) > max_line_bytes or (lineno == 1 and raw[:3] == b"\xef\xbb\xbf"):
+            for _, obj, raw2 in read_jsonl([raw], max_line_bytes, first_line=lineno):
+                nread += 1
+                r = _slow(row, obj, raw2, lineno, rejects)
+                if r is not None:
+                    _append(cols, block_kidx, r)
             continue
+        # --- fast path: a typed decode (types checked in C); any surprise falls through to the
+        # exact path below
         try:
-            rows.append(row(obj))
-        except Reject as e:
-            rejects.append((lineno, str(e), raw))
-    return EventColumns.from_rows(rows), rejects, nread
+            ev = decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            ev = None
+        if ev is not None:
+            ts = ev.ts
+            feature = ev.feature
+            metric = ev.metric
+            value = ev.value
+            eid = ev.id
+            source = ev.source
+            sl = ev.slice
+            sr = ev.sample_rate
+            if (len(ts) == 20 and ts[19] == "Z" and ts[16] == ":" and feature and metric and eid
+                    and (source is None or source in SOURCES) and (sr is None or 0 < sr <= 1)
+                    and ev.input is None and ev.output is None and value - value == 0.0):  # finite
+                base = minute_get(ts[:16])
+                if base is None:
+                    base = minute_ms.parse(ts[:16])
+                ss = ts[17:19]
+                if base is not None and ss.isascii() and ss.isdigit() and ss < "60":
+                    ts_ms = base + int(ss) * 1000
+                    sc = scale.get(metric)
+                    if sc is None or sc[0] <= value <= sc[1]:
+                        if source is None:
+                            source = default_source.get(metric, "judge")
+                        if sl:
+                            fk = (feature, metric, source, ev.model_id, ev.prompt_version, ev.index_version,
+                                  ev.judge_id, *sl.items())
+                        else:
+                            fk = (feature, metric, source, ev.model_id, ev.prompt_version, ev.index_version,
+                                  ev.judge_id)
+                        key = fast_keys.get(fk)
+                        if key is None:
+                            key = validator.fast_key(fk)
+                        k = block_kidx.get(id(key))
+                        if k is None:
+                            k = block_kidx[id(key)] = len(keys)
+                            keys.append(key)
+                        kidx.append(k)
+                        hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
+                        hasher.update(eid.encode("utf-8", "surrogatepass"))
+                        hs.append(from_bytes(hasher.digest(), "big", signed=True))
+                        tss.append(ts_ms)
+                        values.append(value)
+                        rids.append(ev.request_id)
+                        srs.append(sr)
+                        nread += 1
+                        continue
+        try:
+            obj = loads(raw)
+        except orjson.JSONDecodeError:
+            if not raw.strip():
+                continue
+            for _, obj, raw2 in read_jsonl([raw], max_line_bytes, first_line=lineno):
+                nread += 1
+                rejects.append((lineno, str(obj), raw2))
+            continue
+        nread += 1
+        r = _slow(row, obj, raw, lineno, rejects)
+        if r is not None:
+            _append(cols, block_kidx, r)
+    return cols, rejects, nread
+
+
+def _slow(row, obj, raw, lineno, rejects):
+    if isinstance(obj, Reject):
+        rejects.append((lineno, str(obj), raw))
+        return None
+    try:
+        return row(obj)
+    except Reject as e:
+        rejects.append((lineno, str(e), raw))
+        return None
+
+
+def _append(cols: EventColumns, block_kidx: dict, r: tuple) -> None:
+    h, key, ts, value, rid, sr, inp, out = r
+    k = block_kidx.get(id(key))
+    if k is None:
+        k = block_kidx[id(key)] = len(cols.keys)
+        cols.keys.append(key)
+    if inp is not None or out is not None:
+        cols.texts.append((len(cols.h), inp, out))
+    cols.kidx.append(k)
+    cols.h.append(h)
+    cols.ts.append(ts)
+    cols.value.append(value)
+    cols.request_id.append(rid)
+    cols.sample_rate.append(sr)
+
+
+# Series keys (nested tuples of strings) cost more to pickle than all of a block's values: each
+# worker numbers the keys it has seen and sends a key once, with the first block that has it;
+# blocks carry key numbers only (see _KeyTables for the other end).
+_worker_key_ids: dict[int, int] = {}  # id(interned key) -> this worker's key number
+_worker_keys: list = []  # holds the keys alive, so their id() stays theirs
+
+
+def _worker_result(cols: EventColumns):
+    """(pid, keys new to the main process, cols numbered by this worker's key numbers), with the
+    writer's rollup work (the cells) done here, in parallel."""
+    cols.cells = cols.rollup(_worker_validator.good_rules)
+    ids = _worker_key_ids
+    new = []
+    local = []
+    for key in cols.keys:
+        g = ids.get(id(key))
+        if g is None:
+            g = ids[id(key)] = len(_worker_keys)
+            _worker_keys.append(key)
+            new.append(key)
+        local.append(g)
+    cols.kidx = [local[k] for k in cols.kidx]
+    cols.cells.k = [local[k] for k in cols.cells.k]
+    cols.keys = []
+    return os.getpid(), new, cols
+
+
+class _KeyTables:
+    """The main process's side of the worker key numbers: one shared key table for every block,
+    so batches of blocks from any worker index the same list (EventColumns.extend adds no keys)."""
+
+    def __init__(self):
+        self.keys: list = []
+        self._index: dict[tuple, int] = {}
+        self._of_worker: dict[int, list[int]] = {}
+
+    def adopt(self, pid: int, new: list, cols: EventColumns) -> EventColumns:
+        m = self._of_worker.setdefault(pid, [])
+        for key in new:
+            i = self._index.get(key)
+            if i is None:
+                i = self._index[key] = len(self.keys)
+                self.keys.append(key)
+            m.append(i)
+        cols.kidx = [m[k] for k in cols.kidx]
+        if cols.cells is not None:
+            cols.cells.k = [m[k] for k in cols.cells.k]
+        cols.keys = self.keys
+        return cols
 
 
 def _parse_block_in_worker(args):
     data, first_line = args
-    return parse_block(data, first_line, _worker_validator, _worker_max_line)
+    cols, rejects, nread = parse_block(data, first_line, _worker_validator, _worker_max_line)
+    return _worker_result(cols), rejects, nread
 
 
 def _blocks(stream, block_bytes: int = BLOCK_BYTES):
@@ -521,13 +746,15 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
             name = "<stdin>" if p == "-" else p
             ing.result.files.append(name)
             before = ing.result.read
-            if workers is None:
-                n_workers = min(2, os.cpu_count() or 1)
+            if workers is None:  # parse workers: one per core, at most 2 (one writer is the limit)
+                n_workers = min(2, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
             else:
-                n_workers = workers
-            if (n_workers > 1 and p != "-" and not _is_csv(p)
+                n_workers = workers  # 0: parse in this process
+            if (n_workers > 0 and p != "-" and not _is_csv(p)
                     and os.path.getsize(p) * (8 if p.endswith(".gz") else 1) >= PARALLEL_MIN_BYTES):
                 _ingest_parallel(ing, p, name, n_workers, max_line_bytes, progress)
+            elif not _is_csv(p):
+                _ingest_blocks(ing, p, name, max_line_bytes, progress)
             else:
                 items = iter_file(p, max_line_bytes)
                 if progress is not None:
@@ -544,28 +771,98 @@ def ingest_files(paths: list[str], store, config: Config | None, *, rejects_path
 
 
 def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line_bytes: int, progress) -> None:
+    """Worker processes parse blocks while this process writes, in file order. A plain file is
+    read by the workers themselves (each is given a byte range: no copy through a pipe); a .gz
+    stream is read here and its blocks sent to them."""
     import multiprocessing
     from collections import deque
 
     ctx = multiprocessing.get_context("fork")
-    with _open_binary(path) as f, ctx.Pool(workers, initializer=_worker_init,
-                                         initargs=(ing.validator, max_line_bytes)) as pool:
+    gz = path.endswith(".gz")
+    tables = _KeyTables()
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
         pending: deque = deque()
-        blocks = _blocks(f)
-        done = False
-        while True:
-            # Keep a bounded number of blocks in flight (memory stays flat on huge files).
-            while not done and len(pending) < 2 * workers + 1:
-                try:
-                    pending.append(pool.apply_async(_parse_block_in_worker, (next(blocks),)))
-                except StopIteration:
-                    done = True
-            if not pending:
-                break
-            cols, rejects, nread = pending.popleft().get()
-            ing.add_parsed(name, cols, rejects, nread)
+        if gz:
+            f = _open_binary(path)
+            tasks = ((_parse_block_in_worker, blk) for blk in _blocks(f))
+        else:
+            f = None
+            size = os.path.getsize(path)
+            tasks = ((_parse_range_in_worker, (path, start, min(start + BLOCK_BYTES, size)))
+                     for start in range(0, size, BLOCK_BYTES))
+        try:
+            line = 1
+            done = False
+            while True:
+                # Keep a bounded number of blocks in flight (memory stays flat on huge files).
+                while not done and len(pending) < 2 * workers + 1:
+                    try:
+                        fn, arg = next(tasks)
+                    except StopIteration:
+                        done = True
+                        break
+                    pending.append(pool.apply_async(fn, (arg,)))
+                if not pending:
+                    break
+                out = pending.popleft().get()
+                if gz:
+                    numbered, rejects, nread = out
+                else:
+                    # Line numbers: the worker counted from 1 (or 2, so that only the file's first
+                    # line is checked for a byte order mark); this block starts at `line`.
+                    numbered, rejects, nread, nlines, local_first = out
+                    if rejects:
+                        shift = line - local_first
+                        rejects = [(n + shift, reason, raw) for n, reason, raw in rejects]
+                    line += nlines
+                ing.add_parsed(name, tables.adopt(*numbered), rejects, nread)
+                if progress is not None:
+                    progress(name, ing.result.read)
+        finally:
+            if f is not None:
+                f.close()
+
+
+_worker_files: dict[str, object] = {}
+
+
+def _parse_range_in_worker(args):
+    """Parse the lines that start in [start, end) of a plain file (a line that starts before
+    `start` belongs to the block before; the last line is read to its end)."""
+    path, start, end = args
+    f = _worker_files.get(path)
+    if f is None:
+        f = _worker_files[path] = open(path, "rb")  # noqa: SIM115 - one per worker, for its life
+    if start > 0:
+        f.seek(start - 1)
+        f.readline()  # the rest of the line that holds byte start-1
+    else:
+        f.seek(0)
+    pos = f.tell()
+    data = f.read(end - pos) if pos < end else b""
+    if data and not data.endswith(b"\n"):
+        data += f.readline()
+    nlines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    local_first = 1 if start == 0 else 2
+    cols, rejects, nread = parse_block(data, local_first, _worker_validator, _worker_max_line)
+    return _worker_result(cols), rejects, nread, nlines, local_first
+
+
+def _ingest_blocks(ing: Ingestor, path: str, name: str, max_line_bytes: int, progress) -> None:
+    """JSON Lines in this process, block by block (stdin, .gz, small files): the same parser as the
+    workers use."""
+    stream = _open_binary(path)
+    try:
+        for data, first_line in _blocks(stream, SERIAL_BLOCK_BYTES):
+            ing.add_parsed(name, *parse_block(data, first_line, ing.validator, max_line_bytes))
             if progress is not None:
                 progress(name, ing.result.read)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        ing.result.read += 1
+        ing.reject(name, -1, f"cannot read the rest of the file: {e}", None)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def _counting(items: Iterator[Item], name: str, progress) -> Iterator[Item]:

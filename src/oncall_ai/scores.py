@@ -77,12 +77,30 @@ def select_series(series: list[Series], where: dict[str, set[str]]) -> list[Seri
     return [s for s in series if all(s.get(k) in vals for k, vals in where.items())]
 
 
+def _by_values(by: list[str]):
+    """series -> ((key, value), ...) for the --by keys. Series share slice tuples (versions
+    differ), so with slice keys only, each distinct slice is looked at once."""
+    if any(k in PSEUDO_KEYS for k in by):
+        return lambda s: tuple([(k, s.get(k)) for k in by])
+    seen: dict[tuple, tuple] = {}
+
+    def values(s: Series) -> tuple:
+        v = seen.get(s.slice)
+        if v is None:
+            d = dict(s.slice)
+            v = seen[s.slice] = tuple([(k, d.get(k)) for k in by])
+        return v
+
+    return values
+
+
 def query_scores(store: Store, cfg, *, start: int, end: int, feature: str | None = None,
                  metric: str | None = None, where: dict[str, set[str]] | None = None,
                  by: list[str] | None = None, bucket_ms: int | None = None,
                  baseline: tuple[int, int] | None = None, trend_points: int = 0) -> list[ScoreRow]:
     """Rows per (feature, metric, by-values[, bucket]), ordered by feature, metric, slice, bucket."""
     by = by or []
+    by_values = _by_values(by)
     chosen = select_series(store.series(feature, metric), where or {})
     by_metric: dict[str, list[Series]] = {}
     for s in chosen:
@@ -92,10 +110,11 @@ def query_scores(store: Store, cfg, *, start: int, end: int, feature: str | None
         mcfg = cfg.metric(m) if cfg is not None else None
         rule = mcfg.good if mcfg else None
         higher = mcfg.higher_is_better if mcfg else True
-        group_of = {s.id: (s.feature, m, tuple((k, s.get(k)) for k in by)) for s in series}
-        aggs = store.aggregate(group_of.keys(), start, end, bucket_ms=bucket_ms, good_rule=rule)
-        for (sid, b), agg in aggs.items():
-            g = group_of[sid]
+        group_of = {s.id: (s.feature, m, by_values(s)) for s in series}
+        # Summed per group where the data is (SQLite/ClickHouse group in SQL): one row per
+        # (group, bucket) comes back, not one per series.
+        aggs = store.aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=rule)
+        for (g, b), agg in aggs.items():
             key = (*g, b)
             row = rows.get(key)
             if row is None:
@@ -105,8 +124,8 @@ def query_scores(store: Store, cfg, *, start: int, end: int, feature: str | None
             row.agg.add(agg)
         if baseline is not None:
             base_by_group: dict[tuple, Agg] = {}
-            for (sid, _), agg in store.aggregate(group_of.keys(), baseline[0], baseline[1], good_rule=rule).items():
-                base_by_group.setdefault(group_of[sid], Agg(0, 0.0, 0.0, 0 if rule else None)).add(agg)
+            for (g, _), agg in store.aggregate_groups(group_of, baseline[0], baseline[1], good_rule=rule).items():
+                base_by_group.setdefault(g, Agg(0, 0.0, 0.0, 0 if rule else None)).add(agg)
             for key, row in rows.items():
                 if key[1] == m:
                     row.baseline = base_by_group.get(key[:3])
@@ -114,10 +133,10 @@ def query_scores(store: Store, cfg, *, start: int, end: int, feature: str | None
             step = max(3_600_000, -(-(end - start) // trend_points // 3_600_000) * 3_600_000)
             first = start - start % step
             n_points = -(-(end - first) // step)
-            series_trend = store.aggregate(group_of.keys(), start, end, bucket_ms=step)
+            series_trend = store.aggregate_groups(group_of, start, end, bucket_ms=step)
             sums: dict[tuple, dict[int, Agg]] = {}
-            for (sid, b), agg in series_trend.items():
-                per = sums.setdefault(group_of[sid], {})
+            for (g, b), agg in series_trend.items():
+                per = sums.setdefault(g, {})
                 per.setdefault(b, Agg(0, 0.0, 0.0, None)).add(agg)
             for key, row in rows.items():
                 if key[1] != m:  # rows of the metrics done before keep their trend

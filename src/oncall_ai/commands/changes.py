@@ -187,18 +187,31 @@ def record_cmd(
 def import_cmd(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines of recorded changes ({id, ts, kind, target, features, from, to, by, summary, rollback}); - reads stdin.")],
+    json_out: JsonOpt = False,
 ):
     """Import recorded changes from JSON Lines. Every valid record is stored (ids already stored are
-    skipped); each rejected one is named with file:line and the reason, and the exit status is 1."""
+    skipped); each rejected one is named with file:line and the reason, and the exit status is 1.
+    A record naming a feature the config does not declare is stored with a warning."""
     from oncall_ai.sources.recorded import import_records
 
-    store = get_context(ctx).store(create=True)
-    result = import_records(store, file)
+    c = get_context(ctx)
+    store = c.store(create=True)
+    cfg = c.config(required=False)
+    result = import_records(store, file, known_features=cfg.features if cfg is not None else ())
     shown = result.rejected[:REJECTS_SHOWN]
     for msg in shown:
         print(msg, file=sys.stderr)
     if len(result.rejected) > len(shown):
         print(f"... and {len(result.rejected) - len(shown)} more rejected record(s)", file=sys.stderr)
+    for msg in result.warnings[:REJECTS_SHOWN]:
+        print(f"warning: {msg}", file=sys.stderr)
+    if len(result.warnings) > REJECTS_SHOWN:
+        print(f"... and {len(result.warnings) - REJECTS_SHOWN} more warning(s)", file=sys.stderr)
     print(f"{result.stored} change(s) recorded, {result.duplicates} already there, "
           f"{len(result.rejected)} rejected ({result.read} record(s) in {file}) -> {store.url}", file=sys.stderr)
+    if json_out:
+        sys.stdout.write(json.dumps({
+            "schema": "oncall-ai/changes-import/v1", "file": file, "store": store.url, "read": result.read,
+            "stored": result.stored, "duplicates": result.duplicates, "rejected": result.rejected,
+            "warnings": result.warnings}, ensure_ascii=False) + "\n")
     return 1 if result.rejected else 0

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Annotated
 
@@ -63,7 +64,9 @@ def status(ctx: typer.Context, at: AtOpt = None, json_out: JsonOpt = False, name
     if json_out:
         _print_json(status_json(statuses, cfg, at_ms))
     else:
-        sys.stdout.write(status_text(statuses, cfg, at_ms))
+        # Wrapped to a terminal's width (readable in 80 columns); piped output keeps one line per item.
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        sys.stdout.write(status_text(statuses, cfg, at_ms, width=max(60, width) if width else None))
     return 0
 
 

@@ -112,7 +112,33 @@ def check_json(statuses, at_ms: int, code: int, sends) -> dict:
     }
 
 
-def status_text(statuses, cfg, at_ms: int) -> str:
+def _fit(line: str, width: int | None) -> list[str]:
+    """A long line as lines of at most `width` columns, continued 4 columns deeper. Items that
+    are separated by two spaces (the burn windows) are never split inside."""
+    if width is None or len(line) <= width:
+        return [line]
+    import textwrap
+
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    cont = indent + "    "
+    body = line[len(indent):]
+    if "  " in body:
+        out, cur = [], indent
+        for item in body.split("  "):
+            if cur.strip() and len(cur) + 2 + len(item) > width:
+                out.append(cur)
+                cur = cont + item
+            else:
+                cur = cur + ("  " if cur.strip() else "") + item
+        out.append(cur)
+        # an item longer than a line still wraps, at single spaces
+        return [w for o in out for w in (textwrap.wrap(o, width, subsequent_indent=cont, break_long_words=False,
+                                                        break_on_hyphens=False) if len(o) > width else [o])]
+    return textwrap.wrap(line, width, subsequent_indent=cont, break_long_words=False, break_on_hyphens=False)
+
+
+def status_text(statuses, cfg, at_ms: int, width: int | None = None) -> str:
+    """The report for people; `width` (a terminal's columns) wraps long lines."""
     out = [f"SLO status at {format_time(at_ms)}", ""]
     for st in statuses:
         slo = next((s for s in cfg.slos if s.name == st.name), None)
@@ -157,4 +183,4 @@ def status_text(statuses, cfg, at_ms: int) -> str:
             else:
                 out.append(f"    sampling at >= {need:.3g} would page within {_dur(note.target_ms)}")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(part for line in out for part in _fit(line, width))

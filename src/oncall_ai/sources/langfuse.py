@@ -101,7 +101,17 @@ def _path_ok(key: str, path: str) -> None:
 
 def load_settings(cfg, project: str | None = None, environ=None) -> Settings:
     """Settings from the config's `langfuse:` section (all optional). Keys come from the
-    environment variables it names (default LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY)."""
+    environment variables it names (default LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY).
+    A bad key is a ConfigError naming the config file and the key."""
+    try:
+        return _load_settings(cfg, project, environ)
+    except ConfigError as e:
+        if cfg is not None and getattr(cfg, "path", None) and e.message.startswith("config: "):
+            raise ConfigError(f"{cfg.path}: {e.message[len('config: '):]}", hint=e.hint) from None
+        raise
+
+
+def _load_settings(cfg, project: str | None, environ) -> Settings:
     environ = os.environ if environ is None else environ
     section = cfg.section("langfuse") if cfg is not None else {}
     for k in section:

@@ -17,6 +17,7 @@ import io
 import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,7 @@ class ImportResult:
     stored: int = 0
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)  # "file:line: reason"
+    warnings: list[str] = field(default_factory=list)  # "file:line: ..." (stored anyway)
 
 
 def _open_lines(path: str):
@@ -166,10 +168,21 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
     return good, bad
 
 
-def import_records(store, path: str) -> ImportResult:
-    """Store every valid record of a JSON Lines file; name file:line for each rejected one."""
+def import_records(store, path: str, known_features: Iterable[str] = ()) -> ImportResult:
+    """Store every valid record of a JSON Lines file; name file:line for each rejected one. With
+    the config's feature names, a record naming another feature is stored with a warning (it can
+    never be blamed for a regression of a configured feature: a typo, most likely)."""
     good, bad = read_records(path)
     result = ImportResult(read=len(good) + len(bad), rejected=bad)
+    known = set(known_features)
+    if known:
+        name = "<stdin>" if path == "-" else path
+        for lineno, b in good:
+            unknown = [f for f in b.get("features") or () if f not in known]
+            if unknown:
+                result.warnings.append(
+                    f"{name}:{lineno}: change {b['id']!r} names feature(s) {', '.join(map(repr, unknown))} "
+                    f"that the config does not declare (known: {', '.join(sorted(known))})")
     if good:
         ids = [b["id"] for _, b in good]
         existing = {d.id for d in store.get_docs(DOC_KIND, ids=ids)}

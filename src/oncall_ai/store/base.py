@@ -19,11 +19,16 @@ Data model
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+ZONE_MS = 300_000  # row spans (a store's zone map) are kept per 5 minutes
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+        "!=": operator.ne}
 
 # Series fields that can be used like slice keys in --where/--by.
 VERSION_FIELDS = ("model_id", "prompt_version", "index_version", "judge_id")
@@ -34,6 +39,38 @@ PSEUDO_KEYS = ("source", *VERSION_FIELDS)
 # series_key = (feature, metric, source, slice_items, model_id, prompt_version, index_version, judge_id)
 # where slice_items is a sorted tuple of (key, value) string pairs and absent versions are None.
 EventRow = tuple
+
+
+@dataclass
+class Rollup:
+    """Rollup cells of a set of rows (EventColumns.rollup), column by column: cell i is series
+    key index k[i], hour b[i], count n[i], sum s[i], sum of squares ss[i], count good g[i].
+    `spans` maps a 5-minute bucket to its first and last row index."""
+
+    k: list = field(default_factory=list)
+    b: list = field(default_factory=list)
+    n: list = field(default_factory=list)
+    s: list = field(default_factory=list)
+    ss: list = field(default_factory=list)
+    g: list = field(default_factory=list)
+    spans: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+    def extend(self, other: Rollup, key_offset: int, row_offset: int) -> None:
+        self.k.extend([k + key_offset for k in other.k] if key_offset else other.k)
+        self.b.extend(other.b)
+        self.n.extend(other.n)
+        self.s.extend(other.s)
+        self.ss.extend(other.ss)
+        self.g.extend(other.g)
+        for z, (lo, hi) in other.spans.items():
+            have = self.spans.get(z)
+            if have is None:
+                self.spans[z] = [lo + row_offset, hi + row_offset]
+            else:
+                have[1] = max(have[1], hi + row_offset)
 
 
 @dataclass
@@ -50,6 +87,9 @@ class EventColumns:
     request_id: list = field(default_factory=list)
     sample_rate: list = field(default_factory=list)
     texts: list = field(default_factory=list)
+    # Rollup cells of these rows, when the parser computed them (see `rollup`): a store may use
+    # them instead of aggregating again. Dropped by `select` (the rows change).
+    cells: Rollup | None = None
 
     def __len__(self) -> int:
         return len(self.h)
@@ -81,16 +121,26 @@ class EventColumns:
                                                                 self.request_id, self.sample_rate, strict=True))]
 
     def extend(self, other: EventColumns) -> None:
-        offset = len(self.keys)
         n = len(self.h)
-        self.keys.extend(other.keys)
-        self.kidx.extend(k + offset for k in other.kidx)
+        if other.keys is self.keys:  # both index one shared key table (see ingest's parse workers)
+            offset = 0
+            self.kidx.extend(other.kidx)
+        else:
+            offset = len(self.keys)
+            self.keys.extend(other.keys)
+            self.kidx.extend(k + offset for k in other.kidx)
         self.h.extend(other.h)
         self.ts.extend(other.ts)
         self.value.extend(other.value)
         self.request_id.extend(other.request_id)
         self.sample_rate.extend(other.sample_rate)
         self.texts.extend((i + n, inp, out) for i, inp, out in other.texts)
+        if self.cells is not None and other.cells is not None and n:
+            self.cells.extend(other.cells, offset, n)
+        elif n:
+            self.cells = None
+        else:
+            self.cells = other.cells
 
     def select(self, keep: list[bool]) -> EventColumns:
         """Only the rows whose flag is true."""
@@ -101,6 +151,48 @@ class EventColumns:
             ts=[self.ts[i] for i in idx], value=[self.value[i] for i in idx],
             request_id=[self.request_id[i] for i in idx], sample_rate=[self.sample_rate[i] for i in idx],
             texts=[(pos[i], inp, out) for i, inp, out in self.texts if i in pos])
+
+    def rollup(self, good_rules: dict) -> Rollup:
+        """Hourly and daily cells (count, sum, sum of squares, count good by the metric's rule in
+        `good_rules`) per series key index, and each 5 minutes' first and last row: what a store adds
+        to its rollups for these rows. Parse workers compute it, off the writer's critical path."""
+        preds = []
+        for key in self.keys:
+            r = good_rules.get(key[1])
+            preds.append(None if r is None else (_OPS[r.op], r.threshold))
+        hour: dict[int, list] = {}  # key index << 32 | hour number -> [n, sum, sum of squares, good]
+        spans: dict[int, list[int]] = {}
+        hget = hour.get
+        z_cur = None
+        span: list[int] = [0, 0]
+        for i, (k, t, v) in enumerate(zip(self.kidx, self.ts, self.value, strict=True)):
+            p = preds[k]
+            g = 0 if p is None or not p[0](v, p[1]) else 1
+            cell = k << 32 | t // HOUR_MS
+            c = hget(cell)
+            if c is None:
+                hour[cell] = [1, v, v * v, g]
+            else:
+                c[0] += 1
+                c[1] += v
+                c[2] += v * v
+                c[3] += g
+            z = t - t % ZONE_MS
+            if z != z_cur:  # rows come mostly in time order: the dict is rarely touched
+                z_cur = z
+                span = spans.get(z)
+                if span is None:
+                    span = spans[z] = [i, i]
+            span[1] = i
+        r = Rollup(spans=spans)
+        for cell, (n, t, tt, g) in hour.items():
+            r.k.append(cell >> 32)
+            r.b.append((cell & 0xFFFFFFFF) * HOUR_MS)
+            r.n.append(n)
+            r.s.append(t)
+            r.ss.append(tt)
+            r.g.append(g)
+        return r
 
 
 @dataclass(frozen=True)
@@ -146,6 +238,16 @@ class Agg:
             self.good = None
         else:
             self.good += other.good
+
+    def subtract(self, other: Agg) -> None:
+        """Remove a subset's aggregate (a window edge read as a whole hour minus the rest)."""
+        self.n -= other.n
+        self.total -= other.total
+        self.total_sq -= other.total_sq
+        if self.good is None or other.good is None:
+            self.good = None
+        else:
+            self.good -= other.good
 
     @property
     def mean(self) -> float | None:
@@ -212,6 +314,21 @@ class Store(ABC):
         """Aggregates per (series_id, bucket start) over [start, end); bucket is None without
         bucket_ms. Buckets are aligned to the epoch (UTC). `good_rule` (a GoodRule or None)
         decides `Agg.good`; results are exact whatever the alignment of start and end."""
+
+    def aggregate_groups(self, group_of: Mapping[int, Hashable], start: int, end: int, *,
+                         bucket_ms: int | None = None, good_rule=None) -> dict[tuple[Hashable, int | None], Agg]:
+        """Like `aggregate`, summed over groups of series: `group_of` maps series id -> group;
+        returns {(group, bucket): Agg}. Backends override it to group where the data is."""
+        out: dict[tuple[Hashable, int | None], Agg] = {}
+        for (sid, b), agg in self.aggregate(group_of.keys(), start, end, bucket_ms=bucket_ms,
+                                            good_rule=good_rule).items():
+            key = (group_of[sid], b)
+            have = out.get(key)
+            if have is None:
+                out[key] = Agg(agg.n, agg.total, agg.total_sq, agg.good)
+            else:
+                have.add(agg)
+        return out
 
     @abstractmethod
     def events(self, series_ids: Iterable[int], start: int, end: int, *, order: str = "ts",
