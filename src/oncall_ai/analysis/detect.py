@@ -245,9 +245,9 @@ def _bucket_sums(cube: Cube, idx: Sequence[int], mu: Sequence[float],
         return [0.0] * nb, [0.0] * nb, [0.0] * nb
     ns = [cube.n[ci] for ci in idx]
     mus = [mu[ci] for ci in idx]
-    n = list(map(sum, zip(*ns)))
-    obs = list(map(sum, zip(*[cube.s[ci] for ci in idx]))) if with_obs else [0.0] * nb
-    exp = [sum(map(operator.mul, col, mus)) for col in zip(*ns)]
+    n = list(map(sum, zip(*ns, strict=True)))
+    obs = list(map(sum, zip(*[cube.s[ci] for ci in idx], strict=True))) if with_obs else [0.0] * nb
+    exp = [sum(map(operator.mul, col, mus)) for col in zip(*ns, strict=True)]
     return n, obs, exp
 
 
