@@ -10,10 +10,12 @@ on SQLite at 10 million events reported beside them.
         --sqlite-events 10000000
 
 The database is created when missing and must be empty unless --reuse (then ingest is skipped when
-it already holds --events events). Events are generated in time order over --days, 8 features x
-4 metrics x 72 slices x 3 version eras (~7k series), with a regression in the last 6 hours
-(summarizer/helpfulness, language=de, after a new prompt version). Ingest is measured at the store
-(`Store.write_events` with ready rows: the ClickHouse path of every importer and `ingest`), and the
+it already holds --events events); --drop-after drops it at the end (100M events take ~2 GB).
+Events are generated in time order over --days, 8 features x 4 metrics x 72 slices x 3 version
+eras (~7k series), with a regression in the last 6 hours (summarizer/helpfulness, language=de,
+after a new prompt version). Ingest is measured at the store with ready batches: by default
+`Store.write_columns` with EventColumns (what `oncall-ai ingest` hands the store), with --api rows
+`Store.write_events` with EventRow tuples (importers, store copy); both carry the same events. The
 end-to-end `oncall-ai ingest FILE` rate is measured separately on a JSON Lines sample (--file-events).
 Query times are whole processes (`python -m oncall_ai ...`), best and median of --repeat runs.
 """
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,8 +73,12 @@ VALUES = {"judge": [1.0, 2.0, 3.0, 3.0, 4.0, 4.0, 4.0, 5.0, 5.0, 5.0], "check": 
           "user": [0.0] * 19 + [1.0]}
 
 
-def batches(n: int, batch: int, days: float, seed: int = 7):
-    """Time-ordered rows (id_hash, key, ts, value, request_id, sample_rate, input, output)."""
+def batches(n: int, batch: int, days: float, seed: int = 7, api: str = "columns"):
+    """Time-ordered batches: EventColumns (api="columns", what `oncall-ai ingest` hands the store)
+    or lists of rows (id_hash, key, ts, value, request_id, sample_rate, input, output) for
+    write_events. Both carry the same events for the same seed."""
+    from oncall_ai.store.base import EventColumns
+
     rnd = random.Random(seed)
     start = END_MS - int(days * 86_400_000)
     step = (END_MS - start) / n
@@ -79,23 +86,36 @@ def batches(n: int, batch: int, days: float, seed: int = 7):
     regressed = series_keys(2, regressed=True)
     reg_from = END_MS - 6 * HOUR
     bad = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0]
+    # Where the key pool changes (a new version era, the regression): a batch is cut there, so
+    # the data are the same whatever --batch is.
+    bounds = [start + (END_MS - start) * e // 3 for e in (1, 2)] + [reg_from]
     done = 0
     while done < n:
         k = min(batch, n - done)
         ts0 = start + done * step
-        era = min(2, int((ts0 - start) * 3 // (END_MS - start)))
-        pool = eras[era] if ts0 < reg_from else regressed
-        keys = rnd.choices(pool, k=k)
         tss = [int(ts0 + i * step) for i in range(k)]
+        cuts = sorted({0, k} | {c for b in bounds if 0 < (c := -int(-(b - ts0) // step)) < k})
+        keys, kidx, vals = [], [], []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            t = tss[a]
+            late = t >= reg_from
+            pool = regressed if late else eras[min(2, int((t - start) * 3 // (END_MS - start)))]
+            part = rnd.choices(range(len(pool)), k=b - a)
+            for ki in part:
+                key = pool[ki]
+                v = VALUES[key[2]]
+                if late and key[0] == "summarizer" and key[1] == "helpfulness" and key[3][0][1] == "de":
+                    v = bad
+                vals.append(v[rnd.randrange(10)])
+            offset = len(keys)
+            keys += pool
+            kidx += [ki + offset for ki in part] if offset else part
         ids = [rnd.getrandbits(64) - (1 << 63) for _ in range(k)]
-        vals = []
-        for key in keys:
-            v = VALUES[key[2]]
-            if ts0 >= reg_from and key[0] == "summarizer" and key[1] == "helpfulness" and key[3][0][1] == "de":
-                v = bad
-            vals.append(v[rnd.randrange(10)])
         none = [None] * k
-        yield list(zip(ids, keys, tss, vals, none, none, none, none, strict=True))
+        if api == "rows":
+            yield [(h, keys[ki], ts, v, None, None, None, None) for h, ki, ts, v in zip(ids, kidx, tss, vals, strict=True)]
+        else:
+            yield EventColumns(keys=keys, kidx=kidx, h=ids, ts=tss, value=vals, request_id=none, sample_rate=list(none))
         done += k
 
 
@@ -110,6 +130,16 @@ def ensure_clickhouse_db(url: str) -> None:
     r.raise_for_status()
 
 
+def drop_clickhouse_db(url: str) -> None:
+    import httpx
+
+    from oncall_ai.store.clickhouse import parse_url
+
+    base, _, db, user, password = parse_url(url)
+    auth = (user or os.environ.get("CLICKHOUSE_USER") or "default", password or os.environ.get("CLICKHOUSE_PASSWORD") or "")
+    httpx.post(base + "/", content=f"DROP DATABASE IF EXISTS {db}".encode(), auth=auth, timeout=600).raise_for_status()
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """utime + stime of a local process (the ClickHouse server), from /proc."""
     if not pid:
@@ -121,7 +151,8 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
-def ingest(url: str, n: int, batch: int, days: float, reuse: bool, server_pid: int | None = None) -> dict:
+def ingest(url: str, n: int, batch: int, days: float, reuse: bool, server_pid: int | None = None,
+           api: str = "columns") -> dict:
     from oncall_ai.store import open_store
 
     if url.startswith(("clickhouse", "http")):
@@ -136,10 +167,11 @@ def ingest(url: str, n: int, batch: int, days: float, reuse: bool, server_pid: i
         t_store = cpu_client = 0.0
         cpu_server0 = cpu_seconds(server_pid)
         stored = 0
-        for rows in batches(n, batch, days):
+        write = store.write_events if api == "rows" else store.write_columns
+        for part in batches(n, batch, days, api=api):
             t = time.perf_counter()
             c = time.process_time()
-            stored += store.write_events(rows, RULES)
+            stored += write(part, RULES)
             t_store += time.perf_counter() - t
             cpu_client += time.process_time() - c
             if sys.stderr.isatty():
@@ -148,7 +180,7 @@ def ingest(url: str, n: int, batch: int, days: float, reuse: bool, server_pid: i
         if sys.stderr.isatty():
             print(file=sys.stderr)
         cpu_server1 = cpu_seconds(server_pid)
-        out = {"events": stored, "store_seconds": round(t_store, 2), "store_rate": round(stored / t_store),
+        out = {"events": stored, "api": api, "batch": batch, "store_seconds": round(t_store, 2), "store_rate": round(stored / t_store),
                "wall_seconds": round(wall, 2), "wall_rate_with_generation": round(stored / wall),
                "client_cpu_seconds": round(cpu_client, 2), "load_average": os.getloadavg()}
         if cpu_server0 is not None and cpu_server1 is not None:
@@ -229,7 +261,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reuse", action="store_true", help="reuse a database that already holds the events")
     ap.add_argument("--sqlite-events", type=int, default=0, help="also run the questions on SQLite with this many events")
-    ap.add_argument("--sqlite-path", default=None)
+    ap.add_argument("--sqlite-path", default=None, help="SQLite file (default: a new one in a temporary folder)")
+    ap.add_argument("--sqlite-reuse", action="store_true",
+                    help="reuse --sqlite-path when it already holds --sqlite-events events (built by this script)")
+    ap.add_argument("--api", choices=("columns", "rows"), default="columns",
+                    help="write_columns with EventColumns (ingest's path; default) or write_events with rows")
+    ap.add_argument("--drop-after", action="store_true", help="drop the ClickHouse database at the end")
     ap.add_argument("--file-events", type=int, default=0, help="also time `oncall-ai ingest FILE` on this many events")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--server-pid", type=int, default=None,
@@ -246,7 +283,7 @@ def main(argv=None) -> int:
     from oncall_ai.store import open_store
 
     print(f"ClickHouse {url}: ingesting {a.events:,} events ...", file=sys.stderr)
-    results["clickhouse"]["ingest"] = ingest(url, a.events, a.batch, a.days, a.reuse, a.server_pid)
+    results["clickhouse"]["ingest"] = ingest(url, a.events, a.batch, a.days, a.reuse, a.server_pid, a.api)
     with open_store(url) as s:
         results["clickhouse"]["server_version"] = ".".join(map(str, s.server_version))
         results["clickhouse"]["series"] = len(s.series())
@@ -255,11 +292,16 @@ def main(argv=None) -> int:
     if a.sqlite_events:
         path = a.sqlite_path or str(work / "bench.db")
         print(f"SQLite {path}: ingesting {a.sqlite_events:,} events ...", file=sys.stderr)
-        results["sqlite"] = {"path": path, "ingest": ingest(path, a.sqlite_events, a.batch, a.days, a.reuse)}
+        results["sqlite"] = {"path": path, "ingest": ingest(path, a.sqlite_events, a.batch, a.days, a.sqlite_reuse,
+                                                            api=a.api)}
         results["sqlite"]["questions"] = questions(path, work, a.repeat)
+    if a.drop_after:
+        drop_clickhouse_db(url)
+        drop_clickhouse_db(url.rsplit("/", 1)[0] + "/bench_file_ingest")
     report(results)
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)  # configs, samples, and the SQLite store unless --sqlite-path
     return 0
 
 
@@ -269,7 +311,7 @@ def report(r: dict) -> None:
     lines = [f"ClickHouse {ch.get('server_version')}: {ch['ingest']['events']:,} events, {ch.get('series'):,} series"]
     ing = ch["ingest"]
     if not ing.get("skipped"):
-        lines.append(f"  ingest at the store: {ing['store_rate']:,} events/s (target >= 300,000); "
+        lines.append(f"  ingest at the store ({ing['api']}, batches of {ing['batch']:,}): {ing['store_rate']:,} events/s (target >= 300,000); "
                      f"with row generation: {ing['wall_rate_with_generation']:,}/s; load average "
                      f"{', '.join(f'{x:.1f}' for x in ing['load_average'])}")
         if "cpu_seconds_per_million" in ing:

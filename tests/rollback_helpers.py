@@ -51,14 +51,15 @@ faq: {version: 7, owner: support}
 
 
 class Sandbox:
-    """A prompt repo (with a bare remote), a platform repo, a config and a store path."""
+    """A prompt repo (with a bare remote), a platform repo, a config and a store (a SQLite file in
+    the sandbox unless `store` names another, e.g. a ClickHouse URL)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, store: str | None = None):
         self.root = root
         self.prompts = root / "prompts"
         self.platform = root / "platform"
         self.remote = root / "remote.git"
-        self.store = root / "oncall-ai.db"
+        self.store = store or root / "oncall-ai.db"
         self.config = root / "oncall-ai.yaml"
         for repo in (self.prompts, self.platform):
             repo.mkdir(parents=True)
@@ -87,6 +88,20 @@ class Sandbox:
 
     def cli(self, run_cli, *args, input=None):
         return run_cli("--config", self.config, *args, input=input)
+
+    def actions(self):
+        """The rollback actions recorded in the store."""
+        from oncall_ai.store import open_store
+
+        with open_store(str(self.store)) as store:
+            return store.get_docs("action")
+
+
+def sandbox_fixture(tmp_path, request) -> Sandbox:
+    """The `sb` fixture of the rollback tests: tests that also take `store_kind` run on both stores
+    (tests/conftest.py), the others on a SQLite file."""
+    store = request.getfixturevalue("store_url") if "store_kind" in request.fixturenames else None
+    return Sandbox(tmp_path / "sb", store=store)
 
 
 def snapshot(repo: Path) -> dict[str, tuple]:

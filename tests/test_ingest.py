@@ -347,9 +347,10 @@ def test_fractional_timestamps_are_exact_to_the_millisecond(tmp_path, cfg):
         assert row[2] % 1000 == ms, (frac, row[2])
 
 
+@pytest.mark.parametrize("cells", [True, False])
 @pytest.mark.parametrize("block", [64, 97, 4096])
 @pytest.mark.parametrize("gz", [False, True])
-def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, gz):
+def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, gz, cells):
     """Workers read byte ranges of the file themselves (or blocks of a .gz stream): wherever a
     block boundary falls (mid-line, on a newline, mid-UTF-8), every record is read once and every
     reject names its true line."""
@@ -374,6 +375,9 @@ def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, 
     try:
         cfg_par = load_config(cfg.path, store_override=str(tmp_path / "par.db"))
         with open_store(cfg_par.store) as st:
+            # cells=False: a store that keeps its own rollups (ClickHouse) gets no cells from the workers
+            st.uses_rollup_cells = cells
+            st.ingest_in_background = not cells  # the writer thread, as for ClickHouse
             par = ing.ingest_files([str(path)], st, cfg_par, workers=2, rejects_path=str(tmp_path / "par.rej"))
             par_n = st.count_events()
     finally:
@@ -387,3 +391,33 @@ def test_parallel_blocks_cut_anywhere_give_serial_results(tmp_path, cfg, block, 
     par_lines = [json.loads(x)["line"] for x in (tmp_path / "par.rej").read_text().splitlines()]
     ser_lines = [json.loads(x)["line"] for x in (tmp_path / "ser.rej").read_text().splitlines()]
     assert par_lines == ser_lines == want_bad
+
+
+def test_a_failing_background_write_stops_ingest_with_its_error(tmp_path, cfg):
+    """With the writer thread (stores whose inserts wait on a server), a batch that fails to write
+    is the error ingest raises; the batches before it stay stored, none after it is written."""
+    import oncall_ai.ingest as ing
+    from oncall_ai.errors import StoreError
+
+    p = write_jsonl(tmp_path / "a.jsonl", [ev(i) for i in range(3000)])
+    with open_store(cfg.store) as st:
+        st.ingest_in_background = True
+        calls = []
+        real = st.write_columns
+
+        def write_columns(cols, rules):
+            calls.append(len(cols))
+            if len(calls) == 2:
+                raise StoreError("store: disk full (test)")
+            return real(cols, rules)
+
+        st.write_columns = write_columns
+        old = ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES
+        ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = 0, 8192
+        try:
+            with pytest.raises(StoreError, match="disk full"):
+                ing.ingest_files([p], st, cfg, workers=2, batch_size=500)
+        finally:
+            ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
+        assert len(calls) == 2
+        assert st.count_events() == calls[0]

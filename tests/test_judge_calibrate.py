@@ -1,5 +1,9 @@
 """`oncall-ai judge calibrate` against a real HTTP server on 127.0.0.1 that speaks both API styles
-and misbehaves: latency, 429 with Retry-After, 500s, timeouts, malformed bodies, refusals."""
+and misbehaves: latency, 429 with Retry-After, 500s, timeouts, malformed bodies, refusals.
+
+Tests that take `store_url` run on both stores (SQLite, and the ClickHouse server of
+.ci/setup-clickhouse.sh; see `store_kind` in tests/conftest.py): runs and items are documents,
+and resuming depends on reading them back."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from judge_project import RUBRIC_V1, RUBRIC_V2, build_project, commit_file, fast_api, items_for
 from judge_server import JudgeServer
@@ -46,9 +51,16 @@ def _stored(cfg_path):
         store.close()
 
 
-def _store_bytes(cfg_path) -> bytes:
-    folder = Path(cfg_path).parent
-    return b"".join(p.read_bytes() for p in folder.glob("oncall-ai.db*"))
+def _store_bytes(url: str) -> bytes:
+    """Everything the store holds: the SQLite file (and its journal), or every document and event
+    text on ClickHouse."""
+    if "://" not in url:
+        return b"".join(p.read_bytes() for p in Path(url).parent.glob(Path(url).name + "*"))
+    from clickhouse_helpers import server_query
+
+    db = url.rsplit("/", 1)[1]
+    return (server_query(f"SELECT kind, id, body FROM {db}.docs FORMAT TSV")
+            + server_query(f"SELECT request_id, input, output FROM {db}.events FORMAT TSV")).encode()
 
 
 @pytest.fixture
@@ -57,11 +69,11 @@ def key_env(monkeypatch):
 
 
 @pytest.mark.parametrize("style", ["openai", "anthropic"])
-def test_every_item_ends_scored_or_null_with_reason(tmp_path, run_cli, key_env, style):
+def test_every_item_ends_scored_or_null_with_reason(tmp_path, run_cli, key_env, style, store_url):
     items = items_for(20)
     with JudgeServer(key=KEY, plan=MISBEHAVIOUR) as srv:
         base = srv.openai_base if style == "openai" else srv.anthropic_base
-        cfg = build_project(tmp_path / "p", api=fast_api(base, style), items=items)
+        cfg = build_project(tmp_path / "p", api=fast_api(base, style), items=items, store=store_url)
         r = run_cli("--config", cfg, "judge", "calibrate", "--json")
         requests = list(srv.requests)
     assert r.exit_code == 0, r.stderr
@@ -106,14 +118,14 @@ def test_every_item_ends_scored_or_null_with_reason(tmp_path, run_cli, key_env, 
     assert {q["body"]["model"] for q in requests} == {"judge-model-1"}
     # the key never appears in output or in the store (the server echoed it in an error body)
     assert KEY not in r.stdout and KEY not in r.stderr
-    assert KEY.encode() not in _store_bytes(cfg)
+    assert KEY.encode() not in _store_bytes(store_url)
 
 
-def test_resume_skips_scored_items_and_retries_transient_failures(tmp_path, run_cli, key_env):
+def test_resume_skips_scored_items_and_retries_transient_failures(tmp_path, run_cli, key_env, store_url):
     items = items_for(12)
     plan = {"item-3": {"do": ["timeout-always"]}, "item-4": {"do": ["refuse"]}}
     with JudgeServer(key=KEY, plan=plan) as srv:
-        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items)
+        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items, store=store_url)
         r1 = run_cli("--config", cfg, "judge", "calibrate", "--limit", "5", "--run-id", "nightly")
         assert r1.exit_code == 0, r1.stderr
         first = {q["item"] for q in srv.requests}
@@ -135,9 +147,9 @@ def test_resume_skips_scored_items_and_retries_transient_failures(tmp_path, run_
     assert r3.exit_code == 0 and "0 item(s) to score" in r3.stderr
 
 
-def test_default_run_id_is_stable_so_rerunning_resumes(tmp_path, run_cli, key_env):
+def test_default_run_id_is_stable_so_rerunning_resumes(tmp_path, run_cli, key_env, store_url):
     with JudgeServer(key=KEY) as srv:
-        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(6))
+        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(6), store=store_url)
         assert run_cli("--config", cfg, "judge", "calibrate", "--limit", "3").exit_code == 0
         assert run_cli("--config", cfg, "judge", "calibrate").exit_code == 0
         assert len(srv.requests) == 6
@@ -145,12 +157,12 @@ def test_default_run_id_is_stable_so_rerunning_resumes(tmp_path, run_cli, key_en
     assert len(runs) == 1 and len(stored) == 6
 
 
-def test_judge_api_going_silent_mid_run_keeps_what_was_scored(tmp_path, run_cli, key_env):
+def test_judge_api_going_silent_mid_run_keeps_what_was_scored(tmp_path, run_cli, key_env, store_url):
     items = items_for(30)
     plan = {f"item-{i}": {"do": ["drop"]} for i in range(6, 30)}
     with JudgeServer(key=KEY, plan=plan) as srv:
         cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base, concurrency=1, max_retries=1),
-                            items=items)
+                            items=items, store=store_url)
         r = run_cli("--config", cfg, "judge", "calibrate", "--run-id", "r1")
         assert r.exit_code == 1
         assert "stopped answering" in r.stderr and "--run-id r1" in r.stderr
@@ -165,11 +177,11 @@ def test_judge_api_going_silent_mid_run_keeps_what_was_scored(tmp_path, run_cli,
     assert all(d.body["score"] == 4 for d in stored.values()) and len(stored) == 30
 
 
-def test_old_and_new_rubric_side_by_side(tmp_path, run_cli, key_env):
+def test_old_and_new_rubric_side_by_side(tmp_path, run_cli, key_env, store_url):
     import git
 
     with JudgeServer(key=KEY) as srv:
-        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(4))
+        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(4), store=store_url)
         prompts = git.Repo(tmp_path / "p" / "prompts")
         old = prompts.head.commit.hexsha
         commit_file(prompts, "judges/helpfulness.md", RUBRIC_V2, "stricter judge")
@@ -197,17 +209,18 @@ def test_rate_limit_spaces_requests(tmp_path, run_cli, key_env):
 # --- bad input: clear message, right exit code, nothing stored ---------------------------------
 
 def _assert_nothing_stored(cfg):
-    if not (Path(cfg).parent / "oncall-ai.db").exists():
+    store = yaml.safe_load(Path(cfg).read_text())["store"]
+    if "://" not in store and not (Path(cfg).parent / store).exists():
         return
     runs, stored = _stored(cfg)
     assert runs == {} and stored == {}
 
 
-def test_calibration_item_without_human_score(tmp_path, run_cli, key_env):
+def test_calibration_item_without_human_score(tmp_path, run_cli, key_env, store_url):
     items = items_for(5)
     del items[2]["human_score"]
     with JudgeServer(key=KEY) as srv:
-        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items)
+        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items, store=store_url)
         r = run_cli("--config", cfg, "judge", "calibrate")
         assert srv.requests == []
     assert r.exit_code == 1
@@ -215,13 +228,13 @@ def test_calibration_item_without_human_score(tmp_path, run_cli, key_env):
     _assert_nothing_stored(cfg)
 
 
-def test_unreachable_endpoint(tmp_path, run_cli, key_env):
+def test_unreachable_endpoint(tmp_path, run_cli, key_env, store_url):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     cfg = build_project(tmp_path / "p", api=fast_api(f"http://127.0.0.1:{port}/v1", max_retries=1),
-                        items=items_for(5))
+                        items=items_for(5), store=store_url)
     r = run_cli("--config", cfg, "judge", "calibrate")
     assert r.exit_code == 2
     assert "cannot reach the judge API" in r.stderr and f"127.0.0.1:{port}" in r.stderr
@@ -239,10 +252,10 @@ def test_missing_api_key_variable(tmp_path, run_cli, monkeypatch):
     _assert_nothing_stored(cfg)
 
 
-def test_wrong_api_key(tmp_path, run_cli, monkeypatch):
+def test_wrong_api_key(tmp_path, run_cli, monkeypatch, store_url):
     monkeypatch.setenv("JUDGE_TEST_KEY", "sk-wrong-key-0000")
     with JudgeServer(key=KEY) as srv:
-        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(3))
+        cfg = build_project(tmp_path / "p", api=fast_api(srv.openai_base), items=items_for(3), store=store_url)
         r = run_cli("--config", cfg, "judge", "calibrate")
     assert r.exit_code == 2
     assert "rejected the credentials (HTTP 401)" in r.stderr and "sk-wrong-key-0000" not in r.stderr + r.stdout
@@ -288,13 +301,13 @@ def test_unknown_metric_and_bad_limit(tmp_path, run_cli, key_env):
         assert srv.requests == []
 
 
-def test_interrupted_run_keeps_what_was_scored_and_resumes(tmp_path, key_env):
+def test_interrupted_run_keeps_what_was_scored_and_resumes(tmp_path, key_env, store_url):
     """Ctrl-C mid-run: the items already scored are stored, the run is marked interrupted, and the
     same command resumes with only the rest."""
     from oncall_ai.judge_calibrate import plan_calibration, run_calibration
 
     with JudgeServer(key=KEY) as srv:
-        cfg_path = build_project(tmp_path / "p", api=fast_api(srv.openai_base, concurrency=1), items=items_for(10))
+        cfg_path = build_project(tmp_path / "p", api=fast_api(srv.openai_base, concurrency=1), items=items_for(10), store=store_url)
         cfg = load_config(cfg_path)
         store = open_store(cfg.store)
         try:

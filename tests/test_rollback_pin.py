@@ -9,12 +9,12 @@ import yaml
 
 from oncall_ai.actions.yaml_edit import coerce_cli_value, replace_scalar
 from oncall_ai.errors import DataError
-from rollback_helpers import INDEXES, PINS, Sandbox, assert_same, commit, git, snapshot
+from rollback_helpers import INDEXES, PINS, assert_same, commit, git, sandbox_fixture, snapshot
 
 
 @pytest.fixture
-def sb(tmp_path):
-    return Sandbox(tmp_path / "sb")
+def sb(tmp_path, request):
+    return sandbox_fixture(tmp_path, request)
 
 
 @pytest.fixture
@@ -25,13 +25,10 @@ def bump(sb):
 
 
 def actions(sb):
-    from oncall_ai.store.sqlite import SQLiteStore
-
-    with SQLiteStore(str(sb.store)) as store:
-        return store.get_docs("action")
+    return sb.actions()
 
 
-def test_change_sha_restores_previous_value_keeping_comments_and_layout(sb, bump, run_cli):
+def test_change_sha_restores_previous_value_keeping_comments_and_layout(sb, bump, run_cli, store_kind):
     r = sb.cli(run_cli, "rollback-pin", "summarizer", "--change", bump[:8], "--yes", "--incident", "INC-9")
     assert r.exit_code == 0, r.stderr
     # byte-for-byte the file before the bump: comments, spacing, quoting and order all kept
@@ -77,7 +74,7 @@ def test_index_version_block_and_flow_styles(sb, run_cli):
     assert yaml.safe_load(text)["faq"]["version"] == 6  # stays a number
 
 
-def test_dry_run_json_changes_nothing(sb, bump, run_cli):
+def test_dry_run_json_changes_nothing(sb, bump, run_cli, store_kind):
     snap = snapshot(sb.platform)
     r = sb.cli(run_cli, "rollback-pin", "summarizer", "--change", bump, "--dry-run", "--json")
     assert r.exit_code == 0, r.stderr
@@ -86,6 +83,7 @@ def test_dry_run_json_changes_nothing(sb, bump, run_cli):
     assert out["plan"]["pin"]["field"] == "summarizer" and out["plan"]["pin"]["line"] == 3
     assert "-summarizer: gpt-4o-2024-11-20   # tone is good on this one" in out["plan"]["diff"]
     assert_same(snap, snapshot(sb.platform))
+    assert actions(sb) == []
 
 
 def test_later_change_to_the_same_key_is_refused(sb, bump, run_cli):
@@ -97,7 +95,7 @@ def test_later_change_to_the_same_key_is_refused(sb, bump, run_cli):
     assert_same(snap, snapshot(sb.platform))
 
 
-def test_push_to_review_branch(sb, bump, run_cli, tmp_path):
+def test_push_to_review_branch(sb, bump, run_cli, tmp_path, store_kind):
     import subprocess
 
     remote = tmp_path / "platform.git"
@@ -109,6 +107,9 @@ def test_push_to_review_branch(sb, bump, run_cli, tmp_path):
     assert git(remote, "show", "pin-rollback:models.yaml") + "\n" == PINS
     assert git(remote, "rev-parse", "main") == bump
     assert (sb.platform / "models.yaml").read_text() != PINS  # checkout untouched
+    [doc] = actions(sb)
+    assert doc.body["pushed"] == {"remote": "origin", "branch": "pin-rollback", "ok": True}
+    assert doc.body["created_branch"] is True and doc.body["after"] == git(remote, "rev-parse", "pin-rollback")
 
 
 def _unknown_key(sb, bump):

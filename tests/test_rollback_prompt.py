@@ -10,14 +10,14 @@ import subprocess
 import pytest
 import yaml
 
-from rollback_helpers import SYSTEM_V1, Sandbox, assert_same, commit, git, snapshot, write
+from rollback_helpers import SYSTEM_V1, assert_same, commit, git, sandbox_fixture, snapshot, write
 
 SYS = "prompts/summarizer/system.md"
 
 
 @pytest.fixture
-def sb(tmp_path):
-    return Sandbox(tmp_path / "sb")
+def sb(tmp_path, request):
+    return sandbox_fixture(tmp_path, request)
 
 
 @pytest.fixture
@@ -30,10 +30,7 @@ def bad(sb):
 
 
 def actions(sb):
-    from oncall_ai.store.sqlite import SQLiteStore
-
-    with SQLiteStore(str(sb.store)) as store:
-        return store.get_docs("action")
+    return sb.actions()
 
 
 def trailers(repo, rev="HEAD"):
@@ -44,7 +41,7 @@ def trailers(repo, rev="HEAD"):
 
 # --- undo ----------------------------------------------------------------------------------
 
-def test_undo_bad_commit_keeps_later_edit_and_non_prompt_files(sb, bad, run_cli):
+def test_undo_bad_commit_keeps_later_edit_and_non_prompt_files(sb, bad, run_cli, store_kind):
     before_head = git(sb.prompts, "rev-parse", "HEAD")
     r = sb.cli(run_cli, "rollback-prompt", bad, "--yes", "--incident", "INC-42")  # the form triage prints
     assert r.exit_code == 0, r.stderr
@@ -79,7 +76,7 @@ def test_abbreviated_sha_and_rerun_is_nothing_to_do(sb, bad, run_cli):
     assert_same(snap, snapshot(sb.prompts))
 
 
-def test_rollback_of_a_rollback_restores_the_change(sb, bad, run_cli):
+def test_rollback_of_a_rollback_restores_the_change(sb, bad, run_cli, store_kind):
     terse_text = (sb.prompts / SYS).read_text()
     assert sb.cli(run_cli, "rollback-prompt", bad, "--yes").exit_code == 0
     rollback = git(sb.prompts, "rev-parse", "HEAD")
@@ -163,7 +160,7 @@ def test_to_rev_already_there_is_nothing_to_do(sb, run_cli):
 
 # --- plan, dry run, confirmation, json ---------------------------------------------------------
 
-def test_dry_run_changes_nothing_and_shows_the_diff(sb, bad, run_cli):
+def test_dry_run_changes_nothing_and_shows_the_diff(sb, bad, run_cli, store_kind):
     snap = snapshot(sb.prompts)
     r = sb.cli(run_cli, "rollback-prompt", bad, "--dry-run", "--push")
     assert r.exit_code == 0, r.stderr
@@ -197,7 +194,7 @@ def test_terminal_confirmation(sb, bad, run_cli, monkeypatch, answer, applied):
         assert_same(snap, snapshot(sb.prompts))
 
 
-def test_json_plan_and_result(sb, bad, run_cli):
+def test_json_plan_and_result(sb, bad, run_cli, store_kind):
     r = sb.cli(run_cli, "rollback-prompt", bad, "--dry-run", "--json")
     assert r.exit_code == 0
     out = json.loads(r.stdout)
@@ -226,7 +223,7 @@ def test_help_explains_safety(run_cli):
 
 # --- push ---------------------------------------------------------------------------------------
 
-def test_push_to_a_new_review_branch_leaves_checkout_alone(sb, bad, run_cli):
+def test_push_to_a_new_review_branch_leaves_checkout_alone(sb, bad, run_cli, store_kind):
     git(sb.prompts, "push", "-q", "origin", "main")
     remote_main = git(sb.remote, "rev-parse", "main")
     local_main = git(sb.prompts, "rev-parse", "main")
@@ -243,7 +240,7 @@ def test_push_to_a_new_review_branch_leaves_checkout_alone(sb, bad, run_cli):
     assert actions(sb)[0].body["pushed"] == {"remote": "origin", "branch": "rollback/inc-42", "ok": True}
 
 
-def test_push_is_never_forced_and_a_rejected_push_keeps_the_local_commit(sb, bad, run_cli, tmp_path):
+def test_push_is_never_forced_and_a_rejected_push_keeps_the_local_commit(sb, bad, run_cli, tmp_path, store_kind):
     git(sb.prompts, "push", "-q", "origin", "main")
     # someone else pushes to main meanwhile
     other = tmp_path / "other"
@@ -444,7 +441,7 @@ def test_conflicting_revert_is_refused_naming_the_later_commit(sb, bad, run_cli)
     assert_same(snap, snapshot(sb.prompts))
 
 
-def test_failure_half_way_restores_the_repo(sb, bad, run_cli):
+def test_failure_half_way_restores_the_repo(sb, bad, run_cli, store_kind):
     # A reference-transaction hook that rejects every ref update makes `update-ref` fail after the
     # working tree and index were already moved: the repo must come back exactly as it was.
     hook = sb.prompts / ".git" / "hooks" / "reference-transaction"
@@ -590,6 +587,28 @@ def test_store_failure_after_commit_keeps_the_commit_and_says_so(sb, bad, run_cl
     assert r.exit_code == 1
     assert "recording it in the store failed" in r.stderr
     assert git(sb.prompts, "log", "-1", "--format=%B").count("judge scores fell 0.4 after this") == 1
+    assert "Be accurate." in (sb.prompts / SYS).read_text()
+
+
+@pytest.mark.parametrize("url", ["clickhouse://127.0.0.1:{port}/oncall", "clickhouse://analyst:pw-s3cret@127.0.0.1:{port}/oncall"],
+                         ids=["no user", "password in the URL"])
+def test_unreachable_clickhouse_store_after_commit_keeps_the_commit_and_says_so(sb, bad, run_cli, url):
+    """The store is opened only to record the action, after the commit: a ClickHouse server that
+    cannot be reached is reported (URL named, password never), and the commit stays."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    cfg = yaml.safe_load(sb.config.read_text())
+    cfg["store"] = url.format(port=port)
+    sb.config.write_text(yaml.safe_dump(cfg))
+    r = sb.cli(run_cli, "rollback-prompt", bad, "--yes")
+    assert r.exit_code == 1
+    assert "recording it in the store failed" in r.stderr and "Traceback" not in r.stderr
+    assert f"127.0.0.1:{port}/oncall" in r.stderr and "pw-s3cret" not in r.stderr + r.stdout
+    assert trailers(sb.prompts)[0] == ("Rollback-Of", bad)
     assert "Be accurate." in (sb.prompts / SYS).read_text()
 
 

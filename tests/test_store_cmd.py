@@ -240,3 +240,27 @@ def test_clickhouse_partially_migrated_schema_is_completed(ch_server):
     with open_store(ch_server.url) as s:
         assert s.schema_version() == 2
         assert s.put_docs("change", [Doc("change", "a", 1, {})]) == 1
+
+
+def test_clickhouse_write_errors_reach_the_caller(ch_server):
+    """The dedup lookup runs on a second connection while the batch is encoded: its failure is
+    raised to the writer as a StoreError, a failed encoding leaves no lookup running, and the store
+    keeps working afterwards."""
+    from clickhouse_helpers import server_query
+    from oncall_ai.errors import StoreError
+
+    with open_store(ch_server.url) as s:
+        assert s.write_events(rows(50), RULES) == 50
+        bad = [(r[0] + 1000, r[1], r[2], "not a number", *r[4:]) for r in rows(5)]
+        with pytest.raises(TypeError):
+            s.write_events(bad, RULES)
+        assert s.write_events(rows(60), RULES) == 10
+        server_query(f"RENAME TABLE {ch_server.name}.events TO {ch_server.name}.events_away")
+        try:
+            with pytest.raises(StoreError) as e:
+                s.write_events(rows(70), RULES)
+            assert ch_server.url in str(e.value)
+        finally:
+            server_query(f"RENAME TABLE {ch_server.name}.events_away TO {ch_server.name}.events")
+        assert s.write_events(rows(70), RULES) == 10
+        assert s.count_events() == 70

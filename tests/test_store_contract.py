@@ -234,6 +234,29 @@ def test_aggregate_exact_when_the_good_rule_changed_between_ingests(backend):
             assert_same_aggregate(got, want, rule)
 
 
+@pytest.mark.parametrize("rule_changed", [False, True], ids=["one rule", "rule changed between ingests"])
+def test_aggregate_groups_with_few_groups(backend, rule_changed):
+    """Few groups for many series (what `scores` asks): ClickHouse sums them in SQL, and falls back
+    to per-series cells when an hour was counted under another good rule."""
+    rows = make_rows(1200)
+    store = backend.open()
+    store.write_events(rows[:600], RULES)
+    store.write_events(rows[600:], {**RULES, "helpfulness": GoodRule(">", 2.5)} if rule_changed else RULES)
+    sids = series_ids(store)
+    for grouping in (lambda k: ("all",), lambda k: (k[1],)):
+        group_of = {sid: grouping(k) for k, sid in sids.items()}
+        for start, end in WINDOWS[:3]:
+            for bucket_ms in (None, HOUR_MS, 900_000):
+                for rule in (None, GOOD):
+                    got = store.aggregate_groups(group_of, start, end, bucket_ms=bucket_ms, good_rule=rule)
+                    want: dict = {}
+                    for (sid, b), cell in expected_aggregate(rows, sids, start, end, bucket_ms, rule).items():
+                        acc = want.setdefault((group_of[sid], b), [0, 0.0, 0.0, 0])
+                        for i, x in enumerate(cell):
+                            acc[i] += x
+                    assert_same_aggregate(got, want, rule)
+
+
 def test_aggregate_only_the_requested_series(backend):
     rows = make_rows(400)
     store = backend.open()
@@ -324,6 +347,40 @@ def test_events_carry_the_id_hash(backend):
     store.write_events(rows, RULES)
     got = store.events(series_ids(store).values(), 0, 2**62)
     assert sorted(e.id_hash for e in got) == sorted(r[0] for r in rows)
+
+
+def test_write_columns_with_text_ids_and_repeated_keys(backend):
+    """write_columns (the ingest path) stores exactly what write_events would: blocks joined with
+    EventColumns.extend repeat equal keys as other objects, texts are sparse and may be long or
+    non-ASCII, request ids may all be set, and an id twice in the batch counts once (the first)."""
+    from oncall_ai.store.base import EventColumns
+
+    rnd = random.Random(11)
+    long_text = "ü" * 70 + "x" * 200  # 340 bytes: a two-byte length varint
+    blocks = []
+    rows = []
+    for b in range(3):
+        block_rows = []
+        for i in range(200):
+            k = tuple(list(KEYS[(i + b) % len(KEYS)]))  # an equal key, a new object per block
+            j = b * 200 + i
+            text = (long_text if j % 11 == 0 else f"in {j}", None if j % 2 else f"out {j} é") if j % 5 == 0 else (None, None)
+            block_rows.append((rnd.getrandbits(64) - (1 << 63), k, T0 + j * 60_000, float(1 + j % 5),
+                               f"req-{j}", 0.25 if j % 4 else None, *text))
+        blocks.append(EventColumns.from_rows(block_rows))
+        rows += block_rows
+    cols = blocks[0]
+    cols.extend(blocks[1])
+    cols.extend(blocks[2])
+    cols.extend(EventColumns.from_rows([(rows[7][0], rows[7][1], rows[7][2] + 1, 9.0, "late", None, "x", "y")]))
+    store = backend.open()
+    assert store.write_columns(cols, RULES) == 600
+    assert store.write_columns(cols, RULES) == 0
+    sids = series_ids(store)
+    got = store.events(list(sids.values()), 0, 2**62, with_text=True)
+    assert sorted((e.id_hash, e.ts, e.value, e.request_id, e.sample_rate, e.input, e.output) for e in got) == \
+        sorted((r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows)
+    assert sorted(sids) == sorted(set(KEYS))
 
 
 # --- documents ---------------------------------------------------------------------------------------

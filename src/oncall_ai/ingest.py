@@ -411,15 +411,17 @@ SERIAL_BLOCK_BYTES = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20
 
 _worker_validator: Validator | None = None
+_worker_cells = True  # compute rollup cells (stores that keep their own rollups do not want them)
 _worker_max_line = MAX_LINE_BYTES
 
 
-def _worker_init(validator: Validator, max_line_bytes: int) -> None:
-    global _worker_validator, _worker_max_line
+def _worker_init(validator: Validator, max_line_bytes: int, cells: bool = True) -> None:
+    global _worker_validator, _worker_max_line, _worker_cells
     import gc
 
     gc.disable()  # no reference cycles are made here; the collector only costs time
     _worker_validator = validator
+    _worker_cells = cells
     _worker_key_ids.clear()
     _worker_keys.clear()
     _worker_max_line = max_line_bytes
@@ -566,7 +568,8 @@ _worker_keys: list = []  # holds the keys alive, so their id() stays theirs
 def _worker_result(cols: EventColumns):
     """(pid, keys new to the main process, cols numbered by this worker's key numbers), with the
     writer's rollup work (the cells) done here, in parallel."""
-    cols.cells = cols.rollup(_worker_validator.good_rules)
+    if _worker_cells:
+        cols.cells = cols.rollup(_worker_validator.good_rules)
     ids = _worker_key_ids
     new = []
     local = []
@@ -578,7 +581,8 @@ def _worker_result(cols: EventColumns):
             new.append(key)
         local.append(g)
     cols.kidx = [local[k] for k in cols.kidx]
-    cols.cells.k = [local[k] for k in cols.cells.k]
+    if cols.cells is not None:
+        cols.cells.k = [local[k] for k in cols.cells.k]
     cols.keys = []
     return os.getpid(), new, cols
 
@@ -653,6 +657,22 @@ class Ingestor:
             raise UsageError(f"--rejects {rejects_path}: cannot write there ({e.strerror})",
                              hint="name a file in a folder that exists") from None
         self.on_batch: Callable[[IngestResult], None] | None = None
+        self._writer = None  # a thread that writes one batch while the next is gathered
+        self._writing = None  # its current batch (a Future)
+
+    def write_in_background(self) -> None:
+        """Write each batch in a thread while this one keeps taking parsed blocks: the store's
+        work (SQLite's C code, a ClickHouse server's insert) overlaps with parsing. Batches are
+        still written one at a time, in order, each atomic."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="oncall-ai-writer")
+
+    def _wait_writer(self) -> None:
+        if self._writing is not None:
+            pending, self._writing = self._writing, None
+            pending.result()  # re-raises the writer's error here
 
     def reject(self, name: str, lineno: int, reason: str, raw: bytes | str | None) -> None:
         r = self.result
@@ -695,16 +715,24 @@ class Ingestor:
         if len(self._cols) >= self.batch_size:
             self.flush()
 
+    def _write_columns(self, cols: EventColumns) -> None:
+        new = self.store.write_columns(cols, self.validator.good_rules)
+        self.result.stored += new
+        self.result.duplicates += len(cols) - new
+        if self.on_batch:
+            self.on_batch(self.result)
+
     def flush(self) -> None:
         if self._cols is not None and len(self._cols):
             cols, self._cols = self._cols, None
-            new = self.store.write_columns(cols, self.validator.good_rules)
-            self.result.stored += new
-            self.result.duplicates += len(cols) - new
-            if self.on_batch:
-                self.on_batch(self.result)
+            self._wait_writer()  # one batch in flight at most
+            if self._writer is not None:
+                self._writing = self._writer.submit(self._write_columns, cols)
+            else:
+                self._write_columns(cols)
         self._cols = None
         if self._batch:
+            self._wait_writer()  # keep order
             new = self.store.write_events(self._batch, self.validator.good_rules)
             self.result.stored += new
             self.result.duplicates += len(self._batch) - new
@@ -714,8 +742,14 @@ class Ingestor:
 
     def close(self) -> IngestResult:
         try:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                self._wait_writer()
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
             if self._rejects_file is not None:
                 self._rejects_file.close()
         return self.result
@@ -780,7 +814,10 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
     ctx = multiprocessing.get_context("fork")
     gz = path.endswith(".gz")
     tables = _KeyTables()
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes)) as pool:
+    cells = getattr(ing.store, "uses_rollup_cells", False)
+    if getattr(ing.store, "ingest_in_background", False):
+        ing.write_in_background()
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes, cells)) as pool:
         pending: deque = deque()
         if gz:
             f = _open_binary(path)

@@ -244,6 +244,9 @@ def _writes(method):
 
 
 class SQLiteStore(Store):
+    # Ingest's parse workers compute the rollup cells of each block (EventColumns.rollup) for it.
+    uses_rollup_cells = True
+
     def __init__(self, path: str, *, create: bool = True):
         self.url = path
         p = Path(path)
