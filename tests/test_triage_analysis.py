@@ -300,3 +300,112 @@ def test_global_drop_has_no_scope(seed):
     for s in loc.slices:
         assert s.q_value <= 0.05
         assert s.share_of_drop >= 0.1
+
+
+# --- 0/1 metrics with a rare outcome, step tests at known change times ---------------------------
+
+def test_binomial_signed_root_is_near_the_exact_tail_where_wald_is_not():
+    from oncall_ai.analysis.stats import binomial_signed_root, z_quantile
+
+    # 3 failures in 11 events at a 1.2 % failure rate: exact P(X >= 3) = 2.9e-4 (z 3.44)
+    exact = sum(math.comb(11, k) * 0.012 ** k * 0.988 ** (11 - k) for k in range(3, 12))
+    z_exact = z_quantile(1 - exact)
+    wald = (3 / 11 - 0.012) / math.sqrt(0.012 * 0.988 / 11)
+    r = binomial_signed_root(3, 11, 0.012)
+    assert wald > 7
+    assert abs(r - z_exact) < 0.5 and r <= z_exact + 0.1
+    # large counts: close to the Wald z, and the sign follows the direction
+    assert binomial_signed_root(600, 10_000, 0.05) == pytest.approx(
+        (0.06 - 0.05) / math.sqrt(0.05 * 0.95 / 10_000), rel=0.1)
+    assert binomial_signed_root(400, 10_000, 0.05) < 0
+    assert binomial_signed_root(5, 100, 0.05) == 0.0
+
+
+def _rare_failures_at_the_end(seed: int) -> Cube:
+    """A 1 % failure check on every request, and a handful of chance failures in the last,
+    short bucket of one small slice."""
+    s = Synth(seed=seed, binary=True, base=0.99, effects={}, per_hour=1500, days=5)
+    cube = s.build()
+    ci = cube.cells_where({"language": "ja", "persona": "dev"})[0]
+    b = cube.n_buckets - 1
+    cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = 11.0, 8.0, 8.0  # 3 failures in 11 events
+    cube.rows.append(type(cube.rows[0])(ci, b, 11.0, 8.0, 8.0, (None, None, None, None)))
+    return cube
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_few_rare_failures_in_a_short_window_are_not_a_regression(seed):
+    cube = _rare_failures_at_the_end(seed)
+    end = cube.time_of(cube.n_buckets)
+    det = detect_regression(cube, window_start=end - 24 * HOUR, at=end)
+    assert cube.is_binary()
+    assert det.detected is False, (det.reason, det.p_value, det.scope)
+
+
+def test_step_test_at_a_known_change_finds_a_small_slice_drop_the_free_scan_misses():
+    from oncall_ai.analysis.detect import Anchor
+
+    found = {"scan": 0, "anchor": 0}
+    for seed in range(8):
+        s = Synth(seed=seed, onset=ONSET, drop=0.7, where={"language": "ja"}, per_hour=40)
+        cube = s.build()
+        free = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
+        anchored = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end,
+                                     anchors=[Anchor(ONSET - 5 * MIN, (("language", "ja"),), "c1"),
+                                              Anchor(ONSET - 3 * HOUR, (), "c0")])
+        found["scan"] += free.detected
+        found["anchor"] += anchored.detected
+        if anchored.detected and anchored.anchor is not None:
+            assert anchored.anchor.label == "c1"
+            assert abs(anchored.onset - ONSET) <= HOUR
+    assert found["anchor"] > found["scan"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_step_tests_at_harmless_changes_keep_noise_quiet(seed):
+    from oncall_ai.analysis.detect import Anchor
+
+    s = Synth(seed=seed)
+    cube = s.build()
+    anchors = [Anchor(s.end - h * HOUR - 7 * MIN, scope, f"c{h}")
+               for h in (2, 6, 11, 19) for scope in ((), (("language", "ja"),))]
+    det = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end, anchors=anchors)
+    assert det.detected is False
+
+
+def test_family_splits_alpha_over_the_pairs_of_a_scan():
+    s = Synth(seed=5, onset=ONSET, drop=0.35, per_hour=120)
+    cube = s.build()
+    one = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
+    nine = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end, params=DetectParams(family=9))
+    assert nine.p_value == pytest.approx(min(1.0, one.p_value * 9), rel=1e-6)
+
+
+def test_one_quiet_hour_is_not_a_recovery():
+    s = Synth(seed=1, onset=ONSET, drop=0.8, per_hour=150)
+    cube = s.build()
+    clean = Synth(seed=101, per_hour=150).build()
+    b = cube.n_buckets - 1  # only the last hour back at baseline
+    for ci in range(len(cube.cells)):
+        cj = clean.cell_id(cube.cells[ci])
+        cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
+    det = detect_regression(cube, window_start=s.end - 24 * HOUR, at=s.end)
+    assert det.verdict == "regression"
+
+
+def test_a_traffic_shift_still_under_way_is_not_recovered_but_one_that_ended_is():
+    from oncall_ai.analysis.detect import _mix_persists, fit_reference
+
+    s = Synth(seed=4, onset=ONSET, mix_shift={"ja": 3.0}, per_hour=120)
+    cube = s.build()
+    iw0 = cube.boundary(s.end - 24 * HOUR)
+    ref = fit_reference(cube, 0, iw0)
+    tau = cube.boundary(ONSET)
+    t3 = cube.n_buckets - 4
+    assert _mix_persists(cube, ref, tau, t3)  # ja still three times its usual share
+    clean = Synth(seed=104, per_hour=120).build()
+    for ci in range(len(cube.cells)):
+        cj = clean.cell_id(cube.cells[ci])
+        for b in range(t3, cube.n_buckets):
+            cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
+    assert not _mix_persists(cube, ref, tau, t3)  # back to the usual mix

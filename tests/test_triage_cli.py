@@ -187,6 +187,20 @@ def test_quiet_store_is_not_a_regression_and_exits_0_even_with_fail_flag(run_cli
     validate_triage_json(doc, feature="summarizer", metric="helpfulness")
     assert doc["findings"][0]["regression"]["detected"] is False
     assert doc["findings"][0]["hypotheses"] == []
+    # nothing found: where to go next if it paged anyway
+    assert doc["findings"][0]["runbook"] == "runbooks/false_page.md"
+    assert any("runbooks/false_page.md" in n for n in doc["notes"])
+    assert (Path(__file__).parents[1] / "runbooks" / "false_page.md").exists()
+    text = _triage(run_cli, quiet, "--feature", "summarizer", "--metric", "helpfulness").stdout
+    assert text.startswith("NO REGRESSION") and "If this paged: runbooks/false_page.md" in text
+
+
+def test_a_detected_regression_does_not_point_to_the_false_page_runbook(run_cli, incident):
+    doc = json.loads(_triage(run_cli, incident, "--feature", "summarizer", "--metric", "helpfulness",
+                             "--json").stdout)
+    assert doc["findings"][0]["regression"]["detected"] is True
+    assert doc["findings"][0]["runbook"] is None
+    assert not any("false_page" in n for n in doc["notes"])
 
 
 def test_fail_on_regression_exits_1(run_cli, incident):

@@ -27,6 +27,7 @@ Scores are the softmax of the log-evidence over the hypotheses plus an "unexplai
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -67,6 +68,9 @@ class AttributionParams:
     # judge): such changes rarely move quality scores, and nothing in the events (version tags)
     # can confirm that they reached the feature. e^-2: about 1 in 7.
     unknown_mechanism_prior: float = -2.0
+    # Log prior odds of a prompt edit that only touches comments/whitespace or fixes spelling.
+    inert_diff_prior: float = -1.5
+    profile_timing: bool = True
 
 
 @dataclass
@@ -106,6 +110,7 @@ class AttributionInput:
     pin_key: str | None = None  # the feature's model pin key, for provider-side rollbacks
     since: str = "24h"
     other_features: dict = field(default_factory=dict)  # feature -> z of the same drop there
+    mix_z_hour: float | None = None  # mix effect z against the baseline mix of the same hours of day
 
 
 # --- timeline of residuals: coarse buckets, fine buckets around the onset ---------------------------
@@ -160,6 +165,30 @@ def _cells_like(other: Cube, cube: Cube, cells: list[int]) -> list[int]:
 def _gain(segs: list[Segment], x: list[float], level: float, phi: float) -> float:
     """Log-likelihood of residual mean level*x_t against 0, summed over segments."""
     return sum(g.w * level * xt * (2 * g.y - level * xt) for g, xt in zip(segs, x, strict=True)) / (2 * phi)
+
+
+def _profile_gain(segs: list[Segment], x: list[float], sign: int, phi: float) -> float:
+    """Log-likelihood of residual mean L*x_t against 0, with the drop L fitted to this exposure
+    (profile likelihood): (sum w x y)^2 / (2 phi sum w x^2), 0 unless L is a drop."""
+    sxy = sum(g.w * xt * g.y for g, xt in zip(segs, x, strict=True))
+    sxx = sum(g.w * xt * xt for g, xt in zip(segs, x, strict=True))
+    if sxx <= 0 or -sign * sxy <= 0:
+        return 0.0
+    return sxy * sxy / (2 * phi * sxx)
+
+
+def _best_profile_step(segs: list[Segment], sign: int, phi: float, lo: int, hi: int) -> tuple[float, int | None]:
+    """The best step (start among segment starts in [lo, hi], its own drop size): (gain, time)."""
+    best = (0.0, None)
+    aw = awy = 0.0
+    for g in reversed(segs):
+        aw += g.w
+        awy += g.w * g.y
+        if lo <= g.start <= hi and aw > 0 and -sign * awy > 0:
+            gain = awy * awy / (2 * phi * aw)
+            if gain > best[0]:
+                best = (gain, g.start)
+    return best
 
 
 def _best_step(segs: list[Segment], level: float, phi: float, lo: int, hi: int) -> tuple[float, int | None]:
@@ -231,18 +260,11 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
     out: list[Candidate] = []
     traffic: list = []
     for ch in inp.changes:
-        if not (lo <= ch.at < hi) or not ch.affects(inp.feature):
+        if not (lo <= ch.at < hi):
             continue
-        kind = hypothesis_kind(ch)
+        kind = reaching_kind(ch, inp.feature, inp.metric, inp.metric_source)
         if kind is None:
             continue
-        if kind == "judge_drift":
-            # A judge scores one metric; it cannot move user signals or deterministic checks.
-            if inp.metric_source != "judge":
-                continue
-            if ch.kind == "judge" and ch.target and ch.target != inp.metric and ch.target not in ch.paths:
-                if not _mentions(ch, inp.metric):
-                    continue
         if ch.kind == "traffic" and ch.source == "traffic" and kind != "provider_model_change":
             traffic.append((ch, kind))
             continue
@@ -255,12 +277,7 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
         if kind == "provider_model_change":
             field_name, version = "model_id", ch.to_value
         cand = Candidate(ch, kind, _target(ch, kind), field_name, version, ch.kind == "prompt", ch.at)
-        seen = ch.details.get("seen_in_traffic") if isinstance(ch.details, dict) else None
-        for evd in seen or ():
-            if isinstance(evd, dict) and evd.get("feature") == inp.feature and isinstance(evd.get("at"), int):
-                # The switch seen in this feature's traffic: when the change really started serving.
-                if cand.exposure_start is None or evd["at"] < cand.exposure_start:
-                    cand.exposure_start = max(evd["at"], ch.at) if evd["at"] >= ch.at - 3_600_000 else evd["at"]
+        cand.exposure_start = seen_in_traffic(ch, inp.feature)
         out.append(cand)
     for ch, kind in traffic:
         field_name = ch.target if ch.target in VERSION_FIELDS else None
@@ -276,6 +293,33 @@ def build_candidates(inp: AttributionInput, lo: int, hi: int) -> list[Candidate]
     return out
 
 
+def reaching_kind(ch, feature: str, metric: str, metric_source: str) -> str | None:
+    """The hypothesis kind of a change that can move this feature's metric, else None."""
+    if not ch.affects(feature):
+        return None
+    kind = hypothesis_kind(ch)
+    if kind == "judge_drift":
+        # A judge scores one metric; it cannot move user signals or deterministic checks.
+        if metric_source != "judge":
+            return None
+        if ch.kind == "judge" and ch.target and ch.target != metric and ch.target not in ch.paths:
+            if not _mentions(ch, metric):
+                return None
+    return kind
+
+
+def seen_in_traffic(ch, feature: str) -> int | None:
+    """When the change's new version first showed in this feature's traffic (the changes source
+    records it), i.e. when it really started serving; None when not recorded."""
+    seen = ch.details.get("seen_in_traffic") if isinstance(ch.details, dict) else None
+    start = None
+    for evd in seen or ():
+        if isinstance(evd, dict) and evd.get("feature") == feature and isinstance(evd.get("at"), int):
+            if start is None or evd["at"] < start:
+                start = max(evd["at"], ch.at) if evd["at"] >= ch.at - 3_600_000 else evd["at"]
+    return start
+
+
 def _mentions(ch, metric: str) -> bool:
     text = " ".join([ch.target or "", ch.summary or "", " ".join(ch.paths)])
     return metric in text
@@ -286,9 +330,10 @@ def _mentions(ch, metric: str) -> bool:
 class _VersionIndex:
     """Per version field: tagged counts per (cube, bucket) in the scope cells, and per version."""
 
-    def __init__(self, cubes: list[Cube], scope: dict[int, set[int]]):
+    def __init__(self, cubes: list[Cube], scope: dict[int, set[int]], mu: dict[int, list[float]] | None = None):
         self.cubes = cubes
         self.scope = scope  # id(cube) -> scope cell ids
+        self.mu = mu or {}  # id(cube) -> baseline mean per cell (residuals for the direct comparison)
         self.tagged: dict[tuple[str, int, int], float] = {}
         self.by_value: dict[tuple[str, str], list[tuple[Cube, Row]]] = {}
         self.first_seen: dict[tuple[str, str], int] = {}
@@ -296,6 +341,7 @@ class _VersionIndex:
         # Fine buckets (when present) give the first-seen time to 5 minutes; a coarse bucket only
         # says "some time in this hour", so its start is used only when the fine cube lacks it.
         fine_first: dict[tuple[str, str], int] = {}
+        coarse_first: dict[tuple[str, str], int] = {}
         for cube in cubes:
             cells = scope[id(cube)]
             for r in cube.rows:
@@ -307,8 +353,9 @@ class _VersionIndex:
                     t = cube.time_of(r.bucket)
                     if key not in self.first_seen or t < self.first_seen[key]:
                         self.first_seen[key] = t
-                    if cube is not cubes[0] and (key not in fine_first or t < fine_first[key]):
-                        fine_first[key] = t
+                    first = fine_first if cube is not cubes[0] else coarse_first
+                    if key not in first or t < first[key]:
+                        first[key] = t
                     self.by_value.setdefault(key, []).append((cube, r))
                     if r.cell in cells:
                         k = (fname, id(cube), r.bucket)
@@ -316,15 +363,25 @@ class _VersionIndex:
         if len(cubes) > 1:
             f0 = cubes[1].time_of(0)
             for key, t in fine_first.items():
-                # seen first inside the fine window: trust the fine time over the coarse bucket start
-                if self.first_seen[key] >= f0 - cubes[0].bucket_ms:
+                c = coarse_first.get(key)
+                # Trust the fine time over the coarse bucket start when the fine window covers the
+                # coarse bucket the version first showed in, or starts inside it and the version
+                # is absent from the fine window's first bucket (so it started after f0). Seen at
+                # the fine window's very start, it may have started anywhere in [c, f0].
+                if c is None or c >= f0 or (c + cubes[0].bucket_ms > f0 and t > f0):
                     self.first_seen[key] = t
+                else:
+                    self.first_seen[key] = c
 
     def strata(self, fname: str) -> dict:
-        """(cube, bucket, cell) -> {version: Moments} in the scope cells, computed once per field."""
+        """(hour, other versions) -> {version: Moments of residuals (value - the cell's baseline
+        mean)} in the scope cells, computed once per field. Hour strata of residuals rather than (bucket, cell) strata
+        of values: a canary hour holds a few events per cell, too few to pair old and new within
+        a cell, while residuals already take each cell's level out."""
         if fname not in self._strata:
             fi = VERSION_FIELDS.index(fname)
             out: dict = {}
+            hour = self.cubes[0].bucket_ms
             # Fine buckets replace the coarse buckets they overlap (the same events must not be
             # compared twice, which would halve the standard error).
             f0 = f1 = None
@@ -332,15 +389,20 @@ class _VersionIndex:
                 f0, f1 = self.cubes[1].time_of(0), self.cubes[1].time_of(self.cubes[1].n_buckets)
             for ci, cube in enumerate(self.cubes):
                 cells = self.scope[id(cube)]
+                mu = self.mu.get(id(cube))
                 for r in cube.rows:
                     v = r.versions[fi]
                     if v is None or r.cell not in cells:
                         continue
-                    if ci == 0 and f0 is not None and cube.time_of(r.bucket) < f1 and \
-                            cube.time_of(r.bucket + 1) > f0:
+                    t0 = cube.time_of(r.bucket)
+                    if ci == 0 and f0 is not None and t0 < f1 and cube.time_of(r.bucket + 1) > f0:
                         continue
-                    m = out.setdefault((id(cube), r.bucket, cube.cells[r.cell]), {}).setdefault(v, Moments())
-                    m.add(r.n, r.s, r.ss)
+                    # ... and within the same other versions: a prompt switch during a model canary
+                    # must not take the credit for the model's drop (nor the model for the prompt's).
+                    others = r.versions[:fi] + r.versions[fi + 1:]
+                    key = (t0 - (t0 - self.cubes[0].start) % hour, others)
+                    m = out.setdefault(key, {}).setdefault(v, Moments())
+                    m.add(r.n, r.s - (r.n * mu[r.cell] if mu is not None else 0.0), 0.0)
             self._strata[fname] = out
         return self._strata[fname]
 
@@ -431,7 +493,7 @@ def _ramp_share(ramp: list, s: int, e: int) -> float | None:
 
 def _direct(cand: Candidate, vidx: _VersionIndex | None, cubes: list[Cube], scope_by_cube: dict[int, set[int]],
             ref: Reference, base_cube: Cube) -> tuple[float, float, float] | None:
-    """CMH-style stratified difference new - old within (cube, bucket, cell) strata of the scope.
+    """CMH-style stratified difference new - old of residuals within hour strata of the scope.
     Returns (diff, se, events on the new side) or None without overlapping strata."""
     if vidx is None or not cand.field or not cand.version:
         return None
@@ -495,6 +557,95 @@ def _footprint(cand: Candidate, cube: Cube, vidx: _VersionIndex | None) -> tuple
     return None, "the whole feature"
 
 
+# Language codes as prompts spell them: a diff that says "German" is about language=de.
+LANGUAGE_NAMES = {
+    "en": ("english",), "de": ("german", "deutsch"), "fr": ("french", "français", "francais"),
+    "es": ("spanish", "español", "espanol"), "it": ("italian",), "pt": ("portuguese",), "nl": ("dutch",),
+    "ja": ("japanese",), "zh": ("chinese", "mandarin"), "ko": ("korean",), "ru": ("russian",),
+    "pl": ("polish",), "sv": ("swedish",), "da": ("danish",), "fi": ("finnish",), "no": ("norwegian",),
+    "tr": ("turkish",), "ar": ("arabic",), "he": ("hebrew",), "hi": ("hindi",), "uk": ("ukrainian",),
+    "cs": ("czech",), "el": ("greek",), "id": ("indonesian",), "th": ("thai",), "vi": ("vietnamese",),
+}
+
+
+def diff_slices(change, slice_values: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Slice values a change names in the lines its diff adds or removes (not context lines):
+    `language=de` for "German", `persona=enterprise` for "Enterprise customers", `shape=long_doc`
+    for "long documents" (every part of the value starts a word of the same line). A prompt
+    change that names a slice is expected to hit that slice: its footprint."""
+    diff = getattr(change, "diff", None)
+    if not diff:
+        return []
+    lines = [ln[1:].lower() for ln in diff.splitlines()
+             if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    if not lines:
+        return []
+    words = [set(re.findall(r"[^\W_]+", ln)) for ln in lines]
+    hits = []
+    for key, vals in slice_values.items():
+        if len(vals) < 2:
+            continue
+        lang = "lang" in key.lower() or "locale" in key.lower()
+        for v in vals:
+            lv = v.lower()
+            if lang and lv[:2] in LANGUAGE_NAMES and (len(lv) == 2 or lv[2:3] in "-_"):
+                names = LANGUAGE_NAMES[lv[:2]]
+                if any(n in ws for ws in words for n in names):
+                    hits.append((key, v))
+                continue
+            parts = [x for x in re.split(r"[^\w]+|_", lv) if x]
+            if not parts or all(len(x) < 3 for x in parts):
+                continue  # "a", "b2": too short to recognise in prose
+            # A part may start a longer word ("doc" in "documents") only inside a multi-part value
+            # or when it is long itself: "pro" must not match "product".
+            loose = len(parts) > 1
+
+            def named(x: str, ws: set[str], loose: bool = loose) -> bool:
+                return any(w == x or w == x + "s" or (w.startswith(x) and len(x) >= 3 and (loose or len(x) >= 5))
+                           for w in ws)
+
+            if any(all(named(x, ws) for x in parts) for ws in words):
+                hits.append((key, v))
+    return hits
+
+
+def diff_inert(change) -> str | None:
+    """How a prompt diff looks unable to change behaviour, or None: only HTML comments or
+    whitespace changed, or only a spelling fix (a few words, each within two letters of the old
+    one). Such edits rarely move quality: a mild prior, never a verdict (a one-word edit can)."""
+    diff = getattr(change, "diff", None)
+    if not diff:
+        return None
+    old = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    new = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    if not old and not new:
+        return None
+
+    def strip(lines: list[str]) -> list[str]:
+        text = re.sub(r"<!--.*?-->", " ", "\n".join(lines), flags=re.S)
+        return text.split()
+
+    a, b = strip(old), strip(new)
+    if a == b:
+        return "its diff only changes comments or whitespace"
+    if len(a) == len(b):
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        if 0 < len(pairs) <= 2 and all(_edit_distance(x.lower(), y.lower()) <= 2 and min(len(x), len(y)) >= 4
+                                       for x, y in pairs):
+            return "its diff only fixes spelling (" + ", ".join(f"{x} -> {y}" for x, y in pairs) + ")"
+    return None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def _path_names(paths: str, value: str) -> bool:
     import re
 
@@ -543,16 +694,30 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         level = 0.0
     phi = ref.phi
     lo = min(g.start for g in segs) if segs else onset
-    best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
+    # Timing is a profile likelihood: every candidate's exposure gets its own best drop size, so
+    # the onset estimate (and the drop measured after it) does not decide for the candidates.
+    if p.profile_timing:
+        best_gain, best_t = _best_profile_step(segs, sign, phi, lo, inp.at) if level else (0.0, onset)
+    else:
+        best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
     has_versions = any(any(v is not None for v in r.versions) for r in cube.rows)
-    vidx = _VersionIndex(cubes, scope_by_cube) if has_versions else None
+    mu_by_cube = {id(cube): list(ref.mu)}
+    if inp.fine is not None:
+        mu_cell = ref.mu_by_cell(cube)
+        mu_by_cube[id(inp.fine)] = [mu_cell.get(c, ref.grand) for c in inp.fine.cells]
+    vidx = _VersionIndex(cubes, scope_by_cube, mu_by_cube) if has_versions else None
 
     cand_lo = min(onset - p.pre_window_ms, det.current_window[0] if det.current_window else onset)
     candidates = build_candidates(inp, cand_lo, inp.at)
     dec = inp.decomposition
     hyps: list[Hypothesis] = []
     judge_only, product_confirmed, cross_words = _cross(inp)
-    mostly_mix = dec is not None and dec.is_mostly_mix(sign)
+    # The decomposition compares the window's mix with the whole baseline's; a night-time window
+    # has a night-time mix. Only a mix unusual for its hours of day counts as an input shift.
+    mix_z = None if dec is None else -sign * dec.mix_z
+    if mix_z is not None and inp.mix_z_hour is not None:
+        mix_z = min(mix_z, -sign * inp.mix_z_hour)
+    mostly_mix = dec is not None and dec.is_mostly_mix(sign) and mix_z is not None and mix_z > 3
 
     for cand in candidates:
         ev: list[str] = []
@@ -561,17 +726,25 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if cand.kind == "input_shift":
             continue  # recorded traffic changes join the input-shift hypothesis below
         x, how, start = _exposure(cand, segs, vidx, scope_by_cube)
-        gain = _gain(segs, x, level, phi) if level else 0.0
+        if not level:
+            gain = 0.0
+        elif p.profile_timing:
+            gain = _profile_gain(segs, x, sign, phi)
+        else:
+            gain = _gain(segs, x, level, phi)
         loss = min(LOSS_CAP, max(-LOSS_CAP, best_gain - gain)) if level else 0.0
         comp["timing"] = -p.timing_weight * loss
         dt = (start - onset) / 60_000
         when = _ago(dt)
+        # "the step in the data": the onset the metric alone puts it at (the verdict's onset may
+        # move to the top change's exposure start afterwards, see triage._onset_from_top).
+        step = f"the step in the data ({_hhmm(onset)} UTC)"
         if how == "versions":
-            ev.append(f"its version reached traffic {when} the onset (from version tags on events)")
+            ev.append(f"its version reached traffic {when} {step}, from version tags on events")
         elif how == "ramp":
-            ev.append(f"its rollout ramp starts {when} the onset")
+            ev.append(f"its rollout ramp starts {when} {step}")
         else:
-            ev.append(f"it landed {when} the onset")
+            ev.append(f"it landed {when} {step}")
         if start > (det.onset_range[1] if det.onset_range else onset) + p.after_onset_grace_ms and loss > 4:
             # Said, not scored twice: the likelihood loss already measures how late it is (onset
             # estimates at night rest on few events, so no hard cut-off).
@@ -599,6 +772,22 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
                 ev.append(f"the metric also dropped outside its footprint (z={z_out:.1f}), which it cannot explain")
         elif fp_how:
             comp.setdefault("footprint", 0.0)
+        if dec is not None and -sign * dec.total > 0:
+            # A softer footprint: the slices its diff names. Positive evidence only (a prompt edit
+            # that mentions German may still reach every language), and only beyond what the
+            # footprint above already credited (version tags of a prompt reach every slice).
+            named = []
+            for k, v in diff_slices(ch, cube.slice_values()):
+                share, traffic = _share_in(dec, set(cube.cells_where({k: v})))
+                if 0 < traffic < 0.99:
+                    named.append((max(share, 1e-3) / traffic, share, traffic, k, v))
+            if named:
+                lift, share, traffic, k, v = max(named)
+                extra = min(p.lift_cap, 2 * math.log(lift)) - max(0.0, comp.get("footprint", 0.0))
+                if lift > 1.5 and extra > 0:
+                    comp["diff_names"] = extra
+                    ev.append(f"its diff names {k}={v}, where {share:.0%} of the drop sits "
+                              f"({traffic:.0%} of traffic)")
         # Direct comparison of versions.
         d = _direct(cand, vidx, cubes, scope_by_cube, ref, cube)
         if d is not None and level:
@@ -621,6 +810,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
             comp["user_signals"] = 1.0
             ev.append(cross_words)
         _shared_terms(cand, inp, comp, ev)
+        inert = diff_inert(ch) if getattr(ch, "kind", None) == "prompt" else None
+        if inert:
+            comp["prior"] = p.inert_diff_prior
+            ev.append(f"{inert}, which rarely changes what the model does")
         if cand.kind == "recorded_change":
             comp["prior"] = p.unknown_mechanism_prior
             ev.append(f"a {getattr(ch, 'kind', 'recorded')} change: how it would move {inp.metric} is unknown "
@@ -634,11 +827,10 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         hyps.append(h)
 
     # Input shift: only when the mix moved the metric the bad way beyond noise.
-    if (dec is not None and -sign * dec.total > 0 and dec.grew is not None and -sign * dec.mix_z > 2
+    if (dec is not None and -sign * dec.total > 0 and dec.grew is not None and mix_z is not None and mix_z > 2
             and dec.mix_share() >= 0.2):
         comp = {}
         ev = []
-        mix_z = -sign * dec.mix_z
         rate_z = -sign * dec.rate_z
         share = dec.mix_share()
         g = dec.grew
@@ -829,6 +1021,12 @@ def _next_check(cand: Candidate, inp: AttributionInput) -> str:
     if cand.field:
         return f"oncall-ai scores --feature {f} --metric {m} --by {cand.field} --since {since}"
     return f"oncall-ai changes show {cand.change.id}"
+
+
+def _hhmm(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M")
 
 
 def _ago(minutes: float) -> str:

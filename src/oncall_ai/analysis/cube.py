@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from oncall_ai.analysis.stats import Moments
 
@@ -18,9 +19,9 @@ VERSION_FIELDS = ("model_id", "prompt_version", "index_version", "judge_id")
 Cell = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class Row:
-    """Moments of one (series, bucket): the cell it belongs to and the versions it carries."""
+class Row(NamedTuple):
+    """Moments of one (series, bucket): the cell it belongs to and the versions it carries.
+    (A named tuple: a full scan builds hundreds of thousands of them.)"""
 
     cell: int
     bucket: int
@@ -43,7 +44,17 @@ class Cube:
     n: list[list[float]]
     s: list[list[float]]
     ss: list[list[float]]
-    rows: list[Row] = field(default_factory=list)
+    # Rows as plain tuples in Row's field order (turned into Rows on first use of `rows`: only
+    # a pair that needs version evidence pays for them).
+    row_data: list = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        data = self.row_data
+        if data and type(data[0]) is not Row:
+            make = Row._make
+            data[:] = [make(x) for x in data]
+        return data
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
@@ -70,14 +81,27 @@ class Cube:
                 ci = cell_index[cell] = cube._add_cell(cell)
             versions = tuple(getattr(s, f, None) for f in VERSION_FIELDS)
             series_cell[sid] = (ci, versions)
+        # cube.add() inlined: a full scan of a big store adds hundreds of thousands of rows.
+        cn, cs, css, rows = cube.n, cube.s, cube.ss, cube.row_data
+        start0, nbk = cube.start, cube.n_buckets
+        binary = True
         for (sid, bstart), agg in aggs.items():
-            if sid not in series_cell or not agg.n:
+            sc = series_cell.get(sid)
+            n = agg.n
+            if sc is None or not n:
                 continue
-            ci, versions = series_cell[sid]
-            b = (bstart - cube.start) // bucket_ms if bstart is not None else 0
-            if not 0 <= b < cube.n_buckets:
+            ci, versions = sc
+            b = (bstart - start0) // bucket_ms if bstart is not None else 0
+            if not 0 <= b < nbk:
                 continue
-            cube.add(ci, b, agg.n, agg.total, agg.total_sq, versions)
+            s, ss = agg.total, agg.total_sq
+            cn[ci][b] += n
+            cs[ci][b] += s
+            css[ci][b] += ss
+            rows.append((ci, b, n, s, ss, versions))
+            if binary and not (abs(ss - s) <= 1e-9 * max(1.0, s) and -1e-9 <= s <= n + 1e-9):
+                binary = False
+        cube.__dict__["_binary"] = binary and bool(rows)
         return cube
 
     def _add_cell(self, cell: Cell) -> int:
@@ -98,7 +122,8 @@ class Cube:
         self.n[cell][bucket] += n
         self.s[cell][bucket] += s
         self.ss[cell][bucket] += ss
-        self.rows.append(Row(cell, bucket, n, s, ss, tuple(versions)))
+        self.rows.append(Row(cell, bucket, n, s, ss, tuple(versions)))  # (converts pending rows)
+        self.__dict__.pop("_binary", None)
 
     # --- time ----------------------------------------------------------------------------
     def bucket_of(self, ts: int) -> int:
@@ -128,8 +153,8 @@ class Cube:
         return {k: sorted(v) for k, v in sorted(out.items())}
 
     def cells_where(self, where: Mapping[str, str]) -> list[int]:
-        return [i for i, c in enumerate(self.cells)
-                if all(dict(c).get(k) == v for k, v in where.items())]
+        items = set(where.items())
+        return [i for i, c in enumerate(self.cells) if items.issubset(c)]
 
     # --- moments --------------------------------------------------------------------------
     def totals(self, cells: Sequence[int] | None = None) -> tuple[list[float], list[float], list[float]]:
@@ -148,18 +173,25 @@ class Cube:
         return n, s, ss
 
     def cell_moments(self, ci: int, b0: int, b1: int) -> Moments:
-        m = Moments()
-        cn, cs, css = self.n[ci], self.s[ci], self.ss[ci]
-        for b in range(max(0, b0), min(self.n_buckets, b1)):
-            if cn[b]:
-                m.add(cn[b], cs[b], css[b])
-        return m
+        b0, b1 = max(0, b0), min(self.n_buckets, b1)
+        if b1 <= b0:
+            return Moments()
+        return Moments(sum(self.n[ci][b0:b1]), sum(self.s[ci][b0:b1]), sum(self.ss[ci][b0:b1]))
 
     def moments(self, b0: int, b1: int, cells: Sequence[int] | None = None) -> Moments:
         m = Moments()
         for ci in (range(len(self.cells)) if cells is None else cells):
             m.merge(self.cell_moments(ci, b0, b1))
         return m
+
+    def is_binary(self) -> bool:
+        """Every value 0 or 1 (a check, thumbs down): sum of squares equals sum in every row."""
+        flag = self.__dict__.get("_binary")
+        if flag is None:
+            flag = bool(self.rows) and all(abs(r.ss - r.s) <= 1e-9 * max(1.0, r.s) and -1e-9 <= r.s <= r.n + 1e-9
+                                           for r in self.rows)
+            self.__dict__["_binary"] = flag
+        return flag
 
     def total_n(self) -> float:
         return sum(sum(c) for c in self.n)

@@ -24,11 +24,21 @@ Everything here is pure: the cube comes in, a Detection goes out.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from oncall_ai.analysis.cube import Cell, Cube
-from oncall_ai.analysis.stats import DiffTest, Moments, normal_sf, sample_size_for_diff, welch, z_quantile
+from oncall_ai.analysis.stats import (
+    DiffTest,
+    Moments,
+    binomial_signed_root,
+    normal_sf,
+    sample_size_for_diff,
+    welch,
+    z_quantile,
+)
+from oncall_ai.timeutil import format_time
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class DetectParams:
     mix_prior: float = 50.0  # pseudo-count pulling an hour-of-day mix towards the overall mix
     scan_slices: bool = True
     max_slice_scopes: int = 40
+    family: int = 1  # (feature, metric) pairs examined in the same run: alpha is split over them
+    min_recovered_ms: int = 2 * 3_600_000  # "recovered" needs at least this long back at baseline
 
 
 @dataclass
@@ -52,7 +64,8 @@ class Reference:
     mu: list[float]  # per cell of the cube
     grand: float
     sigma2: float  # pooled within-cell variance of single values
-    phi: float = 1.0  # overdispersion of bucket residuals
+    phi: float = 1.0  # overdispersion of bucket residuals (multiplicative, for window tests)
+    tau2: float = 0.0  # the same as an added between-bucket variance (for the scans)
     phi_mix: float = 1.0
     mix_var: float = 0.0  # variance of cell means across traffic (what mix can move)
     hour_mix: list[list[float]] | None = None  # [hour][cell] baseline share, or None
@@ -72,6 +85,8 @@ class Scan:
     delta: float  # post - pre residual mean, metric units
     n_candidates: int
     profile: list[tuple[int, float]] = field(default_factory=list)  # (tau, z) per candidate
+    mult: float = 0.0  # Bonferroni multiplier of the test within the run (see _scan_all)
+    anchor: object = None  # for kind "anchor": the change the step was tested at
 
 
 @dataclass
@@ -97,6 +112,7 @@ class Detection:
     reference: Reference | None = None
     scans: list[Scan] = field(default_factory=list)
     recovered_at: int | None = None
+    anchor: object = None  # the Anchor (known change time) whose step test carried the verdict
 
     @property
     def delta(self) -> float | None:
@@ -133,7 +149,9 @@ def fit_reference(cube: Cube, b0: int, b1: int, *, prior_strength: float = 20.0,
     mix_var = sum(w * (m - grand) ** 2 for w, m in zip(mix, mu, strict=True))
     ref = Reference(b0, b1, mu, grand, sigma2, mix=mix, mix_var=mix_var)
     ref.hour_mix = _hour_mix(cube, b0, b1, mix, mix_prior)
-    ref.phi = _dispersion(*rate_residuals(cube, ref), b0, b1)
+    y, w = rate_residuals(cube, ref)
+    ref.phi = _dispersion(y, w, b0, b1)
+    ref.tau2 = between_bucket_var(y, w, b0, b1)
     if mix_var > 0:
         ref.phi_mix = _dispersion(*mix_residuals(cube, ref), b0, b1)
     return ref
@@ -144,8 +162,13 @@ def _hour_mix(cube: Cube, b0: int, b1: int, mix: list[float], prior: float) -> l
     if cube.bucket_ms > 3_600_000 or not cube.cells:
         return None
     counts = [[0.0] * len(cube.cells) for _ in range(24)]
+    per = 86_400_000 // cube.bucket_ms if 86_400_000 % cube.bucket_ms == 0 else 0
     for ci in range(len(cube.cells)):
         cn = cube.n[ci]
+        if per:  # buckets of one hour of day are every `per`-th: sum the strided slices
+            for first in range(b0, min(b1, b0 + per)):
+                counts[_hour(cube, first)][ci] += sum(cn[first:b1:per])
+            continue
         for b in range(b0, b1):
             if cn[b]:
                 counts[_hour(cube, b)][ci] += cn[b]
@@ -160,6 +183,31 @@ def _hour(cube: Cube, b: int) -> int:
     return (cube.time_of(b) // 3_600_000) % 24
 
 
+def between_bucket_var(y: Sequence[float], w: Sequence[float], b0: int, b1: int) -> float:
+    """DerSimonian-Laird estimate of the variance of bucket residuals beyond sampling (tau^2, in
+    the metric's units squared), from buckets [b0, b1) with weights w = n / sigma^2."""
+    ys = [(y[b], w[b]) for b in range(b0, b1) if w[b] > 0]
+    if len(ys) < 6:
+        return 0.0
+    s1 = sum(x for _, x in ys)
+    s2 = sum(x * x for _, x in ys)
+    m = sum(v * x for v, x in ys) / s1
+    q = sum(x * (v - m) ** 2 for v, x in ys)
+    den = s1 - s2 / s1
+    return max(0.0, (q - (len(ys) - 1)) / den) if den > 0 else 0.0
+
+
+def scope_weights(y: Sequence[float], w: Sequence[float], ref: Reference) -> list[float]:
+    """Weights 1 / (sigma^2/n + tau^2) for a scope's bucket residuals: hour-to-hour wobble adds
+    a variance tau^2 to every bucket mean rather than multiplying the sampling variance, so a
+    small slice (few events an hour) is not penalised for the whole feature's overdispersion.
+    tau^2 is the larger of the whole feature's and the scope's own baseline estimate."""
+    t2 = max(ref.tau2, between_bucket_var(y, w, ref.b0, ref.b1))
+    if t2 <= 0:
+        return list(w)
+    return [x / (1 + x * t2) if x > 0 else 0.0 for x in w]
+
+
 def _dispersion(y: list[float], w: list[float], b0: int, b1: int) -> float:
     """Pearson chi-square / df of bucket residuals around their weighted mean; >= 1."""
     ys = [(y[b], w[b]) for b in range(b0, b1) if w[b] > 0]
@@ -172,39 +220,42 @@ def _dispersion(y: list[float], w: list[float], b0: int, b1: int) -> float:
 
 
 def rate_residuals(cube: Cube, ref: Reference, cells: Sequence[int] | None = None,
-                   mu: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+                   mu: Sequence[float] | None = None, *, expected: list | None = None) -> tuple[list[float], list[float]]:
     """Per bucket: observed mean minus the baseline prediction for the bucket's own cell counts,
-    and the weight n/sigma^2 (phi not applied)."""
+    and the weight n/sigma^2 (phi not applied). `expected`, when a list is given, receives the
+    predicted mean per bucket (for the binomial test of 0/1 metrics)."""
     mu = ref.mu if mu is None else mu
     idx = range(len(cube.cells)) if cells is None else cells
     nb = cube.n_buckets
-    n = [0.0] * nb
-    obs = [0.0] * nb
-    exp = [0.0] * nb
-    for ci in idx:
-        cn, cs, m = cube.n[ci], cube.s[ci], mu[ci]
-        for b in range(nb):
-            if cn[b]:
-                n[b] += cn[b]
-                obs[b] += cs[b]
-                exp[b] += cn[b] * m
+    n, obs, exp = _bucket_sums(cube, idx, mu)
     y = [(obs[b] - exp[b]) / n[b] if n[b] else 0.0 for b in range(nb)]
     w = [n[b] / ref.sigma2 for b in range(nb)]
+    if expected is not None:
+        expected[:] = [exp[b] / n[b] if n[b] else 0.0 for b in range(nb)]
     return y, w
+
+
+def _bucket_sums(cube: Cube, idx: Sequence[int], mu: Sequence[float],
+                 with_obs: bool = True) -> tuple[list[float], list[float], list[float]]:
+    """Per bucket, over the cells idx: events, observed sum, and events * baseline cell mean
+    (columns summed in C: a full scan does this for every slice of every pair)."""
+    nb = cube.n_buckets
+    idx = list(idx)
+    if not idx or not nb:
+        return [0.0] * nb, [0.0] * nb, [0.0] * nb
+    ns = [cube.n[ci] for ci in idx]
+    mus = [mu[ci] for ci in idx]
+    n = list(map(sum, zip(*ns, strict=True)))
+    obs = list(map(sum, zip(*[cube.s[ci] for ci in idx], strict=True))) if with_obs else [0.0] * nb
+    exp = [sum(map(operator.mul, col, mus)) for col in zip(*ns, strict=True)]
+    return n, obs, exp
 
 
 def mix_residuals(cube: Cube, ref: Reference) -> tuple[list[float], list[float]]:
     """Per bucket: the mean the bucket's cell mix predicts minus the mean the baseline mix for
     that hour of day predicts (both with baseline cell means), and its multinomial weight."""
     nb = cube.n_buckets
-    n = [0.0] * nb
-    exp = [0.0] * nb
-    for ci in range(len(cube.cells)):
-        cn, m = cube.n[ci], ref.mu[ci]
-        for b in range(nb):
-            if cn[b]:
-                n[b] += cn[b]
-                exp[b] += cn[b] * m
+    n, _, exp = _bucket_sums(cube, range(len(cube.cells)), ref.mu, with_obs=False)
     overall = sum(w * m for w, m in zip(ref.mix, ref.mu, strict=True))
     hour_ref = None
     if ref.hour_mix is not None:
@@ -223,15 +274,30 @@ def mix_residuals(cube: Cube, ref: Reference) -> tuple[list[float], list[float]]
 # --- change-point scan ---------------------------------------------------------------------------
 
 def scan_step(y: Sequence[float], w: Sequence[float], *, pre_start: int, lo: int, hi: int, end: int,
-              sign: int, phi: float = 1.0, min_post_w: float = 0.0) -> tuple[int | None, float, float, list]:
+              sign: int, phi: float = 1.0, min_post_w: float = 0.0,
+              binary: tuple | None = None) -> tuple[int | None, float, float, list]:
     """Best single mean step in y (weights w) with the post segment starting in [lo, hi):
     pre = [pre_start, tau), post = [tau, end). Returns (tau, z_bad, delta, profile) where z_bad > 0
-    means post is worse (sign = +1: higher is better)."""
+    means post is worse (sign = +1: higher is better).
+
+    `binary` = (expected mean per bucket, sigma2, raw weights n/sigma2) for 0/1 metrics: the post
+    segment's count is then tested against its expected proportion with the binomial
+    likelihood-ratio root (a few rare failures in a short window are not a 7-sigma event), scaled
+    to the variance of the difference under the weights `w` (overdispersion, the pre segment)."""
     W = [0.0] * (end + 1)
     WY = [0.0] * (end + 1)
     for b in range(pre_start, end):
         W[b + 1] = W[b] + w[b]
         WY[b + 1] = WY[b] + w[b] * y[b]
+    if binary is not None:
+        e, s2, wr = binary
+        R = [0.0] * (end + 1)
+        RY = [0.0] * (end + 1)
+        RE = [0.0] * (end + 1)
+        for b in range(pre_start, end):
+            R[b + 1] = R[b] + wr[b]
+            RY[b + 1] = RY[b] + wr[b] * y[b]
+            RE[b + 1] = RE[b] + wr[b] * e[b]
     best: tuple[int | None, float, float] = (None, -math.inf, 0.0)
     profile = []
     tw, twy = W[end] - W[pre_start], WY[end] - WY[pre_start]
@@ -241,7 +307,16 @@ def scan_step(y: Sequence[float], w: Sequence[float], *, pre_start: int, lo: int
         if wa <= 0 or wb <= 0 or wb < min_post_w:
             continue
         delta = wyb / wb - wya / wa
-        z = -sign * delta / math.sqrt(phi * (1 / wa + 1 / wb))
+        if binary is not None:
+            ra, rya = R[tau] - R[pre_start], RY[tau] - RY[pre_start]
+            rb, ryb, reb = R[end] - R[tau], RY[end] - RY[tau], RE[end] - RE[tau]
+            if ra <= 0 or rb <= 0:
+                continue
+            q = reb / rb + rya / ra  # expected post proportion, shifted by the pre segment's level
+            r = binomial_signed_root((ryb + reb) * s2, rb * s2, q)
+            z = -sign * r * math.sqrt((1 / rb) / (phi * (1 / wa + 1 / wb)))
+        else:
+            z = -sign * delta / math.sqrt(phi * (1 / wa + 1 / wb))
         profile.append((tau, z))
         if z > best[1]:
             best = (tau, z, delta)
@@ -259,8 +334,12 @@ def onset_support(profile: list[tuple[int, float]], z_best: float, *, width: flo
 # --- detection -----------------------------------------------------------------------------------
 
 def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_better: bool = True,
-                      params: DetectParams | None = None) -> Detection:
-    """Is [window_start, at) worse than what came before, and since when? (coarse buckets)"""
+                      params: DetectParams | None = None, anchors: Sequence[Anchor] = ()) -> Detection:
+    """Is [window_start, at) worse than what came before, and since when? (coarse buckets)
+
+    `anchors`: known change times (and the slice each can reach) in the window. Besides the free
+    scan over every onset, a step exactly at each anchor is tested in its footprint: a few tests
+    fixed before looking at the data, so alpha is split between the two families (half each)."""
     p = params or DetectParams()
     sign = 1 if higher_is_better else -1
     iw0 = cube.boundary(window_start)
@@ -290,19 +369,20 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     else:
         ref_end = nb
     ref = fit_reference(cube, 0, ref_end, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
-    best, scans = _scan_all(cube, ref, iw0, sign, p)
+    best, scans = _scan_all(cube, ref, iw0, sign, p, anchors)
     if best.tau is not None and ref_end == nb:
         # Refit on the part before the first pass's onset, then scan again.
         if cube.moments(0, best.tau).n >= p.min_events:
             ref = fit_reference(cube, 0, best.tau, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
-            best, scans = _scan_all(cube, ref, iw0, sign, p)
+            best, scans = _scan_all(cube, ref, iw0, sign, p, anchors)
     det.reference = ref
     det.scans = scans
     n_tests = max(1, len(det.scans))
-    p_adj = _adjusted_p(best, n_tests) if best.tau is not None else 1.0
+    p_adj = _adjusted_p(best) if best.tau is not None else 1.0
     det.p_value = p_adj
     det.z = best.z if best.tau is not None else 0.0
-    det.signal = best.kind
+    det.signal = "rate" if best.kind == "anchor" else best.kind
+    det.anchor = best.anchor
     det.scope = best.scope
 
     if best.tau is None:
@@ -331,8 +411,8 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     if p_adj < p.alpha and rec is not None:
         det.recovered_at = cube.time_of(rec)
         det.verdict = "recovered"
-        det.reason = (f"a drop started at bucket {cube.time_of(tau)} but the metric is back to its "
-                      f"baseline since {cube.time_of(rec)}")
+        det.reason = (f"a drop started at {format_time(cube.time_of(tau))} but the metric is back to its "
+                      f"baseline since {format_time(cube.time_of(rec))}")
         return det
 
     effect = abs(best.delta)
@@ -378,10 +458,26 @@ def _mde(sd: float, n_cur: float, n_base: float, p: DetectParams) -> float | Non
     return (z_quantile(1 - p.alpha) + z_quantile(0.8)) * sd * math.sqrt(1 / n_cur + 1 / n_base)
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A known change time to test a step at, inside the slice the change can reach ({}: the
+    whole feature). `label` says which change it is (for the reason text)."""
+
+    at: int
+    scope: tuple[tuple[str, str], ...] = ()
+    label: str = ""
+
+
 def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
-              p: DetectParams) -> tuple[Scan, list[Scan]]:
-    """Rate scans on the whole feature and each single slice value, plus the mix scan.
-    Returns the best (by corrected one-sided p-value) and all of them."""
+              p: DetectParams, anchors: Sequence[Anchor] = ()) -> tuple[Scan, list[Scan]]:
+    """Rate scans on the whole feature and each single slice value, plus the mix scan, plus a
+    step test at each anchor (known change time) in its footprint.
+    Returns the best (by corrected one-sided p-value) and all of them.
+
+    Multiple comparisons (Bonferroni, family-wise alpha for the run): alpha is split over the
+    `family` pairs of the run, then half to the free scans and half to the anchor tests (when
+    there are any), and within the free scans half to the whole-feature rate scan and half
+    shared by the slice and mix scans, each over its candidate onsets."""
     scans: list[Scan] = []
     nb = cube.n_buckets
     none = Scan({}, "rate", None, 0.0, 1.0, 0.0, 0)
@@ -397,60 +493,127 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
             for v in vals:
                 slice_scopes.append(({key: v}, cube.cells_where({key: v})))
         scopes += slice_scopes[: p.max_slice_scopes]
+    binary = cube.is_binary()
+    series: dict[tuple, tuple] = {}
+
+    def scope_series(scope: dict, cells: list[int] | None):
+        key = tuple(sorted(scope.items()))
+        if key not in series:
+            e: list | None = [] if binary else None
+            y, wr = rate_residuals(cube, ref, cells, expected=e)
+            series[key] = (y, scope_weights(y, wr, ref), (e, ref.sigma2, wr) if binary else None)
+        return series[key]
+
+    min_post_w = p.min_post_events / ref.sigma2
     for scope, cells in scopes:
-        y, w = rate_residuals(cube, ref, cells)
-        min_post_w = p.min_post_events / ref.sigma2
+        y, w, bin_args = scope_series(scope, cells)
         tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
-                                        phi=ref.phi, min_post_w=min_post_w)
+                                        min_post_w=min_post_w, binary=bin_args)
         scans.append(Scan(scope, "rate", tau, z, normal_sf(z) if tau is not None else 1.0, delta,
                           len(prof), prof))
     if ref.mix_var > 0 and len(cube.cells) > 1:
         y, w = mix_residuals(cube, ref)
-        min_post_w = p.min_post_events / ref.mix_var
         tau, z, delta, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=nb, end=nb, sign=sign,
-                                        phi=ref.phi_mix, min_post_w=min_post_w)
+                                        phi=ref.phi_mix, min_post_w=p.min_post_events / ref.mix_var)
         scans.append(Scan({}, "mix", tau, z, normal_sf(z) if tau is not None else 1.0, delta, len(prof), prof))
+    anchored: list[Scan] = []
+    t_lo = cube.time_of(iw0)
+    seen: set = set()
+    for a in anchors:
+        if not t_lo <= a.at < cube.time_of(nb):
+            continue
+        tau = cube.boundary(a.at)
+        part = cube.bucket_of(a.at)
+        if (tau, part, a.scope) in seen:  # changes landing in the same bucket: one test
+            continue
+        seen.add((tau, part, a.scope))
+        scope = dict(a.scope)
+        cells = cube.cells_where(scope) if scope else None
+        if cells == []:
+            continue
+        y, w, bin_args = scope_series(scope, cells)
+        if part != tau:  # the bucket the change landed in is part old, part new: left out
+            w = list(w)
+            w[part] = 0.0
+            if bin_args is not None:
+                wr = list(bin_args[2])
+                wr[part] = 0.0
+                bin_args = (bin_args[0], bin_args[1], wr)
+        t2, z, delta, prof = scan_step(y, w, pre_start=0, lo=tau, hi=tau + 1, end=nb, sign=sign,
+                                       min_post_w=min_post_w, binary=bin_args)
+        if t2 is None:
+            continue
+        if part != tau and bin_args is None:
+            # The part of the change's own bucket after it counts too: a regression on the
+            # exposure (0 before, the fraction of the bucket after the change, 1 after).
+            w_full = scope_series(scope, cells)[1]
+            x = [0.0] * part + [(cube.time_of(tau) - a.at) / cube.bucket_ms] + [1.0] * (nb - tau)
+            z, delta = _exposure_z(y, w_full, x, sign)
+            prof = [(tau, z)]
+        anchored.append(Scan(scope, "anchor", t2, z, normal_sf(z), delta, 1, prof, anchor=a))
+    fam = max(1, p.family) * (2 if anchored else 1)
+    n_free = len(scans)
+    for s in scans:
+        k = max(1, s.n_candidates)
+        s.mult = fam * k * 2 * (1 if (s.kind == "rate" and not s.scope) else max(1, n_free - 1))
+    for s in anchored:
+        s.mult = fam * len(anchored)
+    scans += anchored
     valid = [s for s in scans if s.tau is not None]
     if not valid:
         return none, scans
     # Smallest corrected p-value; ties (p underflows to 0) go to the larger z, then the whole feature.
-    n = len(scans)
-    return min(valid, key=lambda s: (_adjusted_p(s, n), -s.z, len(s.scope))), scans
+    return min(valid, key=lambda s: (_adjusted_p(s), -s.z, len(s.scope), s.kind == "anchor")), scans
 
 
-def _adjusted_p(scan: Scan, n_scans: int) -> float:
-    """Family-wise p-value of one scan: Bonferroni over its candidate onsets (close to exact in the
-    tail: the shortest post windows dominate), and alpha split half to the whole-feature rate scan,
-    half shared by the slice and mix scans (a global drop keeps most of its power)."""
-    k = max(1, scan.n_candidates)
-    if scan.kind == "rate" and not scan.scope:
-        return min(1.0, scan.p_one * k * 2)
-    return min(1.0, scan.p_one * k * 2 * max(1, n_scans - 1))
+def _exposure_z(y: Sequence[float], w: Sequence[float], x: Sequence[float], sign: int) -> tuple[float, float]:
+    """Weighted regression of y on the exposure x (with an intercept): (z of the slope in the bad
+    direction, slope). With x only 0 and 1 it is the step test of scan_step."""
+    sw = sum(w)
+    if sw <= 0:
+        return 0.0, 0.0
+    xb = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / sw
+    yb = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sw
+    sxx = sum(wi * (xi - xb) ** 2 for wi, xi in zip(w, x, strict=True))
+    if sxx <= 0:
+        return 0.0, 0.0
+    slope = sum(wi * (xi - xb) * (yi - yb) for wi, xi, yi in zip(w, x, y, strict=True)) / sxx
+    return -sign * slope * math.sqrt(sxx), slope
 
 
-def _scope_series(cube: Cube, ref: Reference, scan: Scan) -> tuple[list[float], list[float], float, float]:
+def _adjusted_p(scan: Scan) -> float:
+    """Family-wise p-value of one test within the run (Bonferroni; the multiplier is set by
+    _scan_all): close to exact in the tail, where the shortest post windows dominate."""
+    return min(1.0, scan.p_one * max(1.0, scan.mult))
+
+
+def _scope_series(cube: Cube, ref: Reference, scan: Scan) -> tuple[list[float], list[float], float, float, tuple | None]:
     if scan.kind == "mix":
         y, w = mix_residuals(cube, ref)
-        return y, w, ref.phi_mix, ref.mix_var
+        return y, w, ref.phi_mix, ref.mix_var, None
     cells = cube.cells_where(scan.scope) if scan.scope else None
-    y, w = rate_residuals(cube, ref, cells)
-    return y, w, ref.phi, ref.sigma2
+    e: list | None = [] if cube.is_binary() else None
+    y, wr = rate_residuals(cube, ref, cells, expected=e)
+    return y, scope_weights(y, wr, ref), 1.0, ref.sigma2, ((e, ref.sigma2, wr) if e is not None else None)
 
 
 def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: DetectParams,
                 n_tests: int) -> int:
     """Walk back from the best onset while an earlier step in the same direction is clear."""
-    y, w, phi, var = _scope_series(cube, ref, best)
+    if best.kind == "anchor":
+        return best.tau  # a step at a known change time: not walked back
+    y, w, phi, var, binary = _scope_series(cube, ref, best)
     tau = best.tau
+    per_onset = best.mult / max(1, best.n_candidates)
     for _ in range(4):
         if tau is None or tau - iw0 < 1:
             break
         # Step inside [0, tau): is [t, tau) already worse than [0, t)?
         t2, z2, _d, prof = scan_step(y, w, pre_start=0, lo=iw0, hi=tau, end=tau, sign=sign, phi=phi,
-                                     min_post_w=p.min_post_events / var)
+                                     min_post_w=p.min_post_events / var, binary=binary)
         if t2 is None:
             break
-        p2 = _adjusted_p(Scan(best.scope, best.kind, t2, z2, normal_sf(z2), 0.0, len(prof)), n_tests)
+        p2 = min(1.0, normal_sf(z2) * len(prof) * per_onset)
         if p2 >= p.alpha:
             break
         tau = t2
@@ -459,10 +622,13 @@ def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: 
 
 def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: DetectParams) -> int | None:
     """A clear step back up after the onset, after which the metric is not worse than baseline."""
-    y, w, phi, var = _scope_series(cube, ref, best)
+    y, w, phi, var, binary = _scope_series(cube, ref, best)
     nb = cube.n_buckets
-    t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=nb, end=nb, sign=-sign, phi=phi,
-                                 min_post_w=p.min_post_events / var)
+    # "Back to baseline" needs a few hours of it: one quiet hour (a slice's traffic at its daily
+    # low, a lucky sample) is not a recovery.
+    hi = nb - max(1, -(-p.min_recovered_ms // cube.bucket_ms))
+    t3, z3, _d, prof = scan_step(y, w, pre_start=tau, lo=tau + 1, hi=hi, end=nb, sign=-sign, phi=phi,
+                                 min_post_w=p.min_post_events / var, binary=binary)
     if t3 is None or min(1.0, normal_sf(z3) * max(1, len(prof))) >= p.alpha:
         return None
     # After t3, is the residual mean still clearly bad?
@@ -471,7 +637,38 @@ def _recovery(cube: Cube, ref: Reference, best: Scan, tau: int, sign: int, p: De
         return None
     mb = sum(w[b] * y[b] for b in range(t3, nb)) / wb
     z_after = -sign * mb / math.sqrt(phi / wb)
-    return t3 if z_after < 2.0 else None
+    if z_after >= 2.0:
+        return None
+    if best.kind == "mix" and _mix_persists(cube, ref, tau, t3):
+        return None
+    return t3
+
+
+def _mix_persists(cube: Cube, ref: Reference, tau: int, t3: int) -> bool:
+    """A traffic shift whose metric effect faded (the slice that grew is at its daily low, so it
+    moves the mean less) is not over while that slice still has far more than its usual share
+    for the hour: the slice value that grew most in [tau, t3) must be back below halfway."""
+    if ref.hour_mix is None:
+        return False
+    nb = cube.n_buckets
+    best_ratio, after = 1.0, 1.0
+    for key, vals in cube.slice_values().items():
+        if len(vals) < 2:
+            continue
+        for v in vals:
+            cells = cube.cells_where({key: v})
+            ratios = []
+            for lo, hi in ((tau, t3), (t3, nb)):
+                obs = exp = 0.0
+                for b in range(lo, hi):
+                    hm = ref.hour_mix[_hour(cube, b)]
+                    n_b = sum(cube.n[c][b] for c in range(len(cube.cells)))
+                    obs += sum(cube.n[c][b] for c in cells)
+                    exp += n_b * sum(hm[c] for c in cells)
+                ratios.append(obs / exp if exp > 0 else 1.0)
+            if ratios[0] > best_ratio:
+                best_ratio, after = ratios
+    return best_ratio > 1.5 and after - 1 > 0.5 * (best_ratio - 1)
 
 
 # --- onset refinement on fine buckets -------------------------------------------------------------
@@ -505,6 +702,22 @@ def refine_onset(fine: Cube, mu: dict[Cell, float], sigma2: float, phi: float, *
     best_b, best_g = max(gains, key=lambda x: (x[1], -x[0]))
     inside = [b for b, g in gains if best_g - g <= 2.0]
     return fine.time_of(best_b), (fine.time_of(min(inside)), fine.time_of(max(inside) + 1))
+
+
+def hour_adjusted_mix_z(cube: Cube, ref: Reference, pre: tuple[int, int], post: tuple[int, int]) -> float | None:
+    """z of the mix effect between two windows against the baseline mix *for the same hours of
+    day* (positive: the mix predicts a higher mean after). A window of night hours has a night
+    mix; only a mix unusual for its hours is an input shift."""
+    if ref.mix_var <= 0:
+        return None
+    y, w = mix_residuals(cube, ref)
+    wa = sum(w[b] for b in range(*pre))
+    wb = sum(w[b] for b in range(*post))
+    if wa <= 0 or wb <= 0:
+        return None
+    ma = sum(w[b] * y[b] for b in range(*pre)) / wa
+    mb = sum(w[b] * y[b] for b in range(*post)) / wb
+    return (mb - ma) / math.sqrt(ref.phi_mix * (1 / wa + 1 / wb))
 
 
 def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,

@@ -14,6 +14,9 @@ from oncall_ai.analysis.localize import Localization
 from oncall_ai.timeutil import format_time
 
 SCHEMA = "oncall-ai/triage/v1"
+FALSE_PAGE_RUNBOOK = "runbooks/false_page.md"
+FALSE_PAGE_NOTE = (f"no regression found: if this paged, {FALSE_PAGE_RUNBOOK} says what to check "
+                   "before closing it")
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Finding:
             "hypotheses": [hypothesis_json(h) for h in self.hypotheses],
             "scope": dict(self.localization.scope) if self.localization else {},
             "notes": list(self.notes),
+            # extension: where to go next when nothing was found (a page that fired anyway)
+            "runbook": None if det.detected else FALSE_PAGE_RUNBOOK,
         }
 
 
@@ -118,12 +123,15 @@ def hypothesis_json(h: Hypothesis) -> dict:
 
 
 def envelope(findings: list[Finding], *, at: int, since: int, notes: list[str] | None = None) -> dict:
+    notes = list(notes or [])
+    if findings and not any(f.detection.detected for f in findings):
+        notes.append(FALSE_PAGE_NOTE)
     return {
         "schema": SCHEMA,
         "at": format_time(at),
         "since": format_time(since),
         "findings": [f.to_json() for f in sorted(findings, key=Finding.severity)],
-        "notes": list(notes or []),
+        "notes": notes,
     }
 
 

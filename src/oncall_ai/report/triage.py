@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from oncall_ai.analysis.finding import Finding
+from oncall_ai.analysis.finding import FALSE_PAGE_RUNBOOK, Finding
 
 MAX_DIFF_LINES = 40
 CHART_HEIGHT = 7
@@ -32,6 +32,10 @@ def render_triage(result, console: Console) -> None:
             _finding(f, console, result)
     else:
         _finding(findings[0], console, result)
+    if not any(f.detection.detected for f in findings):
+        console.print()
+        console.print(Text.assemble(("If this paged: ", "bold"), f"{FALSE_PAGE_RUNBOOK} says what to check "
+                                    "before closing it (sample size, slices, the judge)."), overflow="fold")
     notes = list(result.notes)
     for f in findings:
         notes.extend(f"{f.feature}/{f.metric}: {n}" for n in f.notes if len(findings) > 1)
@@ -128,7 +132,7 @@ def verdict_line(f: Finding, at: int) -> Text:
 
 def _detail_line(f: Finding) -> Text:
     d = f.detection
-    parts = [f"p{_p(d.p_value)} (corrected for scanning every onset and slice)",
+    parts = [f"p{_p(d.p_value)} (corrected for every onset, slice and change time tested)",
              f"{int(d.baseline.n):,} events before, {int(d.current.n):,} after"]
     if d.test is not None:
         lo, hi = d.test.ci()
