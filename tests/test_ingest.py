@@ -260,6 +260,10 @@ def _variants():
         {"request_id": None}, {"sample_rate": 1}, {"sample_rate": 1.0}, {"sample_rate": 0.0},
         {"sample_rate": 1.5}, {"sample_rate": None}, {"sample_rate": True}, {"id": ""}, {"id": 12},
         {"id": None}, {"id": True}, {"id": "é☃"}, {"ts": "2026-11-18T10:00:05.250Z"}, {"ts": "2026-11-18T10:00:05+02:00"},
+        {"ts": "2026-11-18T10:00:05.1Z"}, {"ts": "2026-11-18T10:00:05.123456Z"}, {"ts": "2026-11-18T10:00:05.1234567Z"},
+        {"ts": "2026-11-18T10:00:05+00:00"}, {"ts": "2026-11-18T10:00:05.5+00:00"}, {"ts": "2026-11-18T10:00:05.Z"},
+        {"ts": "2026-11-18T10:00:05,5Z"}, {"ts": "2026-11-18T10:00Z"}, {"ts": "2026-11-18T10:00:05.12aZ"},
+        {"ts": 1_795_000_000.1234}, {"ts": 946_684_799}, {"ts": 4_102_444_800}, {"ts": 1e300}, {"ts": -5},
         {"ts": "2026-11-18T10:00:60Z"}, {"ts": "2026-11-18T10:00:5xZ"}, {"ts": "2026-11-18T10:00:05"},
         {"ts": "2026-11-18 10:00:05Z"}, {"ts": "2026-13-18T10:00:05Z"}, {"ts": "2026-11-18"},
         {"ts": 1_795_000_000}, {"ts": 1_795_000_000.5}, {"ts": "1795000000"}, {"ts": "1999-12-31T23:59:59Z"},
@@ -276,6 +280,7 @@ def _variants():
     drop = dict(base)
     del drop["id"]
     out.append(drop)  # no id: the record hash
+    out.append(dict(drop, ts=1_795_000_000, slice={"language": "de", "persona": "dev"}))  # same, other key order
     for k in ("ts", "feature", "metric", "value"):
         r = dict(base, id=f"missing-{k}")
         del r[k]

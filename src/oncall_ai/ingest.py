@@ -44,10 +44,10 @@ _ONE_MS = timedelta(milliseconds=1)
 
 class _FastEvent(msgspec.Struct):
     """The common shape of an event, decoded with its types checked in C (parse_block's fast
-    path). Anything that does not fit (a number as a slice value, a bool value, an epoch ts, ...)
-    fails to decode and takes the exact path, which accepts or names it."""
+    path). Anything that does not fit (a number as a slice value, a bool value, ...) fails to
+    decode and takes the exact path, which accepts or names it."""
 
-    ts: str
+    ts: str | int | float  # RFC 3339 or epoch seconds (booleans fail)
     feature: str
     metric: str
     value: float  # JSON integers are accepted (as floats), booleans are not
@@ -475,7 +475,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
         # exact path below
         try:
             ev = decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             ev = None
         if ev is not None:
             ts = ev.ts
@@ -486,15 +486,19 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
             source = ev.source
             sl = ev.slice
             sr = ev.sample_rate
-            if (len(ts) == 20 and ts[19] == "Z" and ts[16] == ":" and feature and metric and eid
+            if (feature and metric and (eid or eid is None)
                     and (source is None or source in SOURCES) and (sr is None or 0 < sr <= 1)
                     and ev.input is None and ev.output is None and value - value == 0.0):  # finite
-                base = minute_get(ts[:16])
-                if base is None:
-                    base = minute_ms.parse(ts[:16])
-                ss = ts[17:19]
-                if base is not None and ss.isascii() and ss.isdigit() and ss < "60":
-                    ts_ms = base + int(ss) * 1000
+                if type(ts) is str and len(ts) == 20 and ts[19] == "Z" and ts[16] == ":":
+                    base = minute_get(ts[:16])
+                    if base is None:
+                        base = minute_ms.parse(ts[:16])
+                    ss = ts[17:19]
+                    ts_ms = (base + int(ss) * 1000
+                             if base is not None and ss.isascii() and ss.isdigit() and ss < "60" else None)
+                else:
+                    ts_ms = _fast_ts(ts, minute_ms)
+                if ts_ms is not None:
                     sc = scale.get(metric)
                     if sc is None or sc[0] <= value <= sc[1]:
                         if source is None:
@@ -513,9 +517,12 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                             k = block_kidx[id(key)] = len(keys)
                             keys.append(key)
                         kidx.append(k)
-                        hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
-                        hasher.update(eid.encode("utf-8", "surrogatepass"))
-                        hs.append(from_bytes(hasher.digest(), "big", signed=True))
+                        if eid is None:  # the record's own hash, from the record as the exact path reads it
+                            hs.append(record_hash(loads(raw)))
+                        else:
+                            hasher = id_hasher()  # = id_hash(eid): blake2b-64 of "id:" + id, from a primed copy
+                            hasher.update(eid.encode("utf-8", "surrogatepass"))
+                            hs.append(from_bytes(hasher.digest(), "big", signed=True))
                         tss.append(ts_ms)
                         values.append(value)
                         rids.append(ev.request_id)
@@ -536,6 +543,36 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
         if r is not None:
             _append(cols, block_kidx, r)
     return cols, rejects, nread
+
+
+def _fast_ts(ts, minute_ms: _MinuteCache) -> int | None:
+    """Epoch ms of the other common timestamp shapes (fractional seconds, +00:00, epoch seconds),
+    exactly as the exact path computes it; None for anything else (the exact path decides)."""
+    if type(ts) is str:
+        if ts.endswith("Z"):
+            body = ts[:-1]
+        elif ts.endswith("+00:00"):
+            body = ts[:-6]
+        else:
+            return None
+        if len(body) < 19 or body[16] != ":" or (len(body) > 19 and body[19] != "."):
+            return None
+        frac = body[20:]
+        ss = body[17:19]
+        if len(body) > 19 and not (0 < len(frac) <= 9 and frac.isascii() and frac.isdigit()):
+            return None
+        if not (ss.isascii() and ss.isdigit() and ss < "60"):
+            return None
+        base = minute_ms.get(body[:16])
+        if base is None:
+            base = minute_ms.parse(body[:16])
+            if base is None:
+                return None
+        return base + int(ss) * 1000 + (int((frac + "00")[:3]) if frac else 0)
+    if type(ts) is bool or not ts - ts == 0:  # not finite: the exact path names it
+        return None
+    ms = int(round(ts * 1000))
+    return ms if MS_MIN <= ms < MS_MAX else None
 
 
 def _slow(row, obj, raw, lineno, rejects):
