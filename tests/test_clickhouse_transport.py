@@ -108,3 +108,22 @@ def test_parse_url():
 def test_unknown_clickhouse_config_key():
     with pytest.raises(StoreError, match="clickhouse.pasword_env"):
         ClickHouseStore("clickhouse://127.0.0.1:1/db", config={"pasword_env": "X"})
+
+
+def test_bad_clickhouse_section_names_the_config_file(tmp_path):
+    """A bad key under `clickhouse:` is named with the config file it is in (exit 2, before any
+    connection is tried)."""
+    from oncall_ai.config import load_config
+    from oncall_ai.errors import StoreError
+    from oncall_ai.store import open_store
+
+    p = tmp_path / "oncall-ai.yaml"
+    for section, key in (("{timout: 5}", "clickhouse.timout: unknown key"),
+                         ("{timeout: -1}", "clickhouse.timeout: must be a positive number"),
+                         ("{verify: 3}", "clickhouse.verify:")):
+        p.write_text(f"store: clickhouse://127.0.0.1:9/db\nclickhouse: {section}\n")
+        cfg = load_config(p)
+        with pytest.raises(StoreError) as e:
+            open_store(cfg.store, config=cfg)
+        assert e.value.message.startswith(f"{p}: {key}"), e.value.message
+        assert e.value.exit_code == 2

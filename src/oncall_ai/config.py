@@ -160,6 +160,13 @@ class Config:
         return str(self.path) if self.path else "(no config file)"
 
 
+def config_where(cfg) -> str:
+    """The prefix of a message about a key in a config's extension section: the file's path, or
+    "config" when the settings came from elsewhere (defaults, a dict, the environment)."""
+    path = getattr(cfg, "path", None)
+    return str(path) if path else "config"
+
+
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
     if explicit:
         return Path(explicit)

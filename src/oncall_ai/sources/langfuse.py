@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from oncall_ai.config import config_where
 from oncall_ai.errors import ConfigError, OncallError
 from oncall_ai.sources.http import retry_after_seconds
 from oncall_ai.timeutil import parse_duration_ms
@@ -83,8 +84,15 @@ class Settings:
     timeout: float = 30.0
 
 
+class _BadKey(Exception):
+    """A bad key of the `langfuse:` section; load_settings names the config file with it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"langfuse.{key}: {message}")
+
+
 def _fail(key: str, message: str):
-    raise ConfigError(f"config: langfuse.{key}: {message}")
+    raise _BadKey(key, message)
 
 
 def _str_map(section: dict, key: str) -> dict[str, str]:
@@ -105,10 +113,8 @@ def load_settings(cfg, project: str | None = None, environ=None) -> Settings:
     A bad key is a ConfigError naming the config file and the key."""
     try:
         return _load_settings(cfg, project, environ)
-    except ConfigError as e:
-        if cfg is not None and getattr(cfg, "path", None) and e.message.startswith("config: "):
-            raise ConfigError(f"{cfg.path}: {e.message[len('config: '):]}", hint=e.hint) from None
-        raise
+    except _BadKey as e:
+        raise ConfigError(f"{config_where(cfg)}: {e}") from None
 
 
 def _load_settings(cfg, project: str | None, environ) -> Settings:

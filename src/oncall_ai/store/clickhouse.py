@@ -59,6 +59,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from oncall_ai.config import config_where
 from oncall_ai.errors import StoreError
 from oncall_ai.store.base import HOUR_MS, Agg, Doc, EventColumns, EventRecord, Series, Store
 
@@ -535,17 +536,17 @@ class ClickHouseStore(Store):
         known = {"user_env", "password_env", "timeout", "verify"}
         unknown = sorted(set(opts) - known)
         if unknown:
-            raise StoreError(f"config: clickhouse.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+            raise StoreError(f"{config_where(config)}: clickhouse.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
         user_env = opts.get("user_env", DEFAULT_USER_ENV)
         password_env = opts.get("password_env", DEFAULT_PASSWORD_ENV)
         user = url_user or os.environ.get(str(user_env)) or None
         password = url_password or os.environ.get(str(password_env)) or None
         timeout = opts.get("timeout", 300)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise StoreError("config: clickhouse.timeout: must be a positive number of seconds")
+            raise StoreError(f"{config_where(config)}: clickhouse.timeout: must be a positive number of seconds")
         verify = opts.get("verify", True)
         if not isinstance(verify, bool | str):
-            raise StoreError("config: clickhouse.verify: true, false, or a CA bundle path")
+            raise StoreError(f"{config_where(config)}: clickhouse.verify: true, false, or a CA bundle path")
         self.db = f"`{self.database}`"
         self._t = transport or HttpTransport(base, self.url, user=user, password=password,
                                              timeout=float(timeout), verify=verify)
