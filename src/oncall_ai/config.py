@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ TOP_LEVEL_KEYS = (
 )
 
 _GOOD = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_GOOD_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+             "!=": operator.ne}
 
 
 @dataclass(frozen=True)
@@ -56,21 +59,13 @@ class GoodRule:
             raise ConfigError(f"{where}: {text!r} is not a good-rule; write e.g. \">= 4\", \"== 1\", \"< 0.5\"")
         return cls(m.group(1), float(m.group(2)))
 
+    @property
+    def compare(self):
+        """The comparison as a function of (value, threshold): operator.ge for ">=", ..."""
+        return _GOOD_OPS[self.op]
+
     def is_good(self, v: float) -> bool:
-        t = self.threshold
-        match self.op:
-            case ">=":
-                return v >= t
-            case ">":
-                return v > t
-            case "<=":
-                return v <= t
-            case "<":
-                return v < t
-            case "==":
-                return v == t
-            case _:
-                return v != t
+        return _GOOD_OPS[self.op](v, self.threshold)
 
     @property
     def higher_is_better(self) -> bool:

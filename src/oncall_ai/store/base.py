@@ -19,7 +19,6 @@ Data model
 
 from __future__ import annotations
 
-import operator
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from dataclasses import dataclass, field
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 ZONE_MS = 300_000  # row spans (a store's zone map) are kept per 5 minutes
-_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
-        "!=": operator.ne}
 
 # Series fields that can be used like slice keys in --where/--by.
 VERSION_FIELDS = ("model_id", "prompt_version", "index_version", "judge_id")
@@ -54,9 +51,6 @@ class Rollup:
     ss: list = field(default_factory=list)
     g: list = field(default_factory=list)
     spans: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.k)
 
     def extend(self, other: Rollup, key_offset: int, row_offset: int) -> None:
         self.k.extend([k + key_offset for k in other.k] if key_offset else other.k)
@@ -153,13 +147,14 @@ class EventColumns:
             texts=[(pos[i], inp, out) for i, inp, out in self.texts if i in pos])
 
     def rollup(self, good_rules: dict) -> Rollup:
-        """Hourly and daily cells (count, sum, sum of squares, count good by the metric's rule in
+        """Hourly cells (count, sum, sum of squares, count good by the metric's rule in
         `good_rules`) per series key index, and each 5 minutes' first and last row: what a store adds
-        to its rollups for these rows. Parse workers compute it, off the writer's critical path."""
+        to its rollups for these rows (daily cells are sums of the hourly ones). Parse workers compute
+        it, off the writer's critical path."""
         preds = []
         for key in self.keys:
             r = good_rules.get(key[1])
-            preds.append(None if r is None else (_OPS[r.op], r.threshold))
+            preds.append(None if r is None else (r.compare, r.threshold))
         hour: dict[int, list] = {}  # key index << 32 | hour number -> [n, sum, sum of squares, good]
         spans: dict[int, list[int]] = {}
         hget = hour.get
