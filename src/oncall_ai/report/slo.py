@@ -122,6 +122,10 @@ def _fit(line: str, width: int | None) -> list[str]:
     indent = line[: len(line) - len(line.lstrip(" "))]
     cont = indent + "    "
     body = line[len(indent):]
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, width, subsequent_indent=cont, break_long_words=False, break_on_hyphens=False)
+
     if "  " in body:
         out, cur = [], indent
         for item in body.split("  "):
@@ -132,9 +136,8 @@ def _fit(line: str, width: int | None) -> list[str]:
                 cur = cur + ("  " if cur.strip() else "") + item
         out.append(cur)
         # an item longer than a line still wraps, at single spaces
-        return [w for o in out for w in (textwrap.wrap(o, width, subsequent_indent=cont, break_long_words=False,
-                                                        break_on_hyphens=False) if len(o) > width else [o])]
-    return textwrap.wrap(line, width, subsequent_indent=cont, break_long_words=False, break_on_hyphens=False)
+        return [w for o in out for w in (wrap(o) if len(o) > width else [o])]
+    return wrap(line)
 
 
 def status_text(statuses, cfg, at_ms: int, width: int | None = None) -> str:

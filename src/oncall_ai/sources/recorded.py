@@ -143,8 +143,8 @@ def _open_lines(path: str):
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
-    """([(line number, normalized body)], ["file:line: reason", ...])."""
+def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str], str]:
+    """([(line number, normalized body)], ["file:line: reason", ...], the file's name in them)."""
     good: list[tuple[int, dict]] = []
     bad: list[str] = []
     fh, name = _open_lines(path)
@@ -165,18 +165,17 @@ def read_records(path: str) -> tuple[list[tuple[int, dict]], list[str]]:
                     bad.append(f"{name}:{lineno}: {e}" + (f" (id {rid!r})" if rid else ""))
         except (OSError, EOFError) as e:  # a truncated .gz
             raise DataError(f"{name}: cannot read: {e}") from None
-    return good, bad
+    return good, bad, name
 
 
 def import_records(store, path: str, known_features: Iterable[str] = ()) -> ImportResult:
     """Store every valid record of a JSON Lines file; name file:line for each rejected one. With
     the config's feature names, a record naming another feature is stored with a warning (it can
     never be blamed for a regression of a configured feature: a typo, most likely)."""
-    good, bad = read_records(path)
+    good, bad, name = read_records(path)
     result = ImportResult(read=len(good) + len(bad), rejected=bad)
     known = set(known_features)
     if known:
-        name = "<stdin>" if path == "-" else path
         for lineno, b in good:
             unknown = [f for f in b.get("features") or () if f not in known]
             if unknown:

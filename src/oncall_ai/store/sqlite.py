@@ -346,7 +346,7 @@ class SQLiteStore(Store):
         """One transaction: dedup keys, events, text, rollups and zone map, or nothing at all.
 
         Per-row work stays in C or in the parse workers: the events go in with one executemany
-        over zipped columns; the rollup cells and each hour's rows come ready from the parser
+        over zipped columns; the rollup cells and each 5 minutes' rows come ready from the parser
         (`EventColumns.rollup`, computed with the same good rules), so the writer only upserts
         cells (about one per two events at 10M events over 60 days, far fewer when dense)."""
         n = len(cols)
