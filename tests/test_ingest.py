@@ -426,3 +426,28 @@ def test_a_failing_background_write_stops_ingest_with_its_error(tmp_path, cfg):
             ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
         assert len(calls) == 2
         assert st.count_events() == calls[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_gz_keeps_every_whole_line_before_the_break(tmp_path, cfg, workers):
+    """A .gz cut off mid-stream: every record decompressed before the break is stored (as many
+    as reading it line by line gives), and the break is one reject naming the file; the same
+    in-process and with parse workers."""
+    import oncall_ai.ingest as ing
+
+    text = "".join(json.dumps(ev(i, value=(i % 5) + 1)) + "\n" for i in range(40_000)).encode()
+    packed = gzip.compress(text, 1)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[: len(packed) * 2 // 3])
+    readable = sum(1 for _, obj, _ in ing.iter_file(str(path)) if isinstance(obj, dict))
+    assert 0 < readable < 40_000
+    old = ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES
+    ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = 0, 256 << 10
+    try:
+        with open_store(cfg.store) as st:
+            r = ing.ingest_files([str(path)], st, cfg, workers=workers)
+            assert st.count_events() == r.stored == readable
+    finally:
+        ing.PARALLEL_MIN_BYTES, ing.BLOCK_BYTES = old
+    assert r.rejected == 1 and r.rejects[0].reason.startswith("cannot read the rest of the file")
+    assert r.rejects[0].file == str(path)

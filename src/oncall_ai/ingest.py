@@ -388,13 +388,22 @@ def read_csv(stream, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
         yield lineno, obj, None
 
 
+# A stream that breaks off (a truncated .gz, a read error): what was read before is kept, and the
+# break is one reject naming the file.
+_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile)
+
+
+def _cannot_read(e: BaseException) -> str:
+    return f"cannot read the rest of the file: {e}"
+
+
 def iter_file(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Item]:
     stream = _open_binary(path)
     try:
         reader = read_csv if _is_csv(path) else read_jsonl
         yield from reader(stream, max_line_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        yield -1, Reject(f"cannot read the rest of the file: {e}"), None
+    except _READ_ERRORS as e:
+        yield -1, Reject(_cannot_read(e)), None
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -665,23 +674,35 @@ def _parse_block_in_worker(args):
 
 
 def _blocks(stream, block_bytes: int = BLOCK_BYTES):
-    """(bytes of whole lines, number of its first line) from a binary stream."""
-    carry = b""
+    """(bytes of whole lines, number of its first line) from a binary stream.
+
+    Reads with read1 where the stream has it (one underlying read or decompression step per
+    call): a pipe yields what has arrived instead of waiting for a whole block, and when a stream
+    breaks off (a truncated .gz) the whole lines read before the break still come out, then the
+    error is raised."""
+    read = getattr(stream, "read1", None) or stream.read
+    buf = bytearray()
     line = 1
     while True:
-        chunk = stream.read(block_bytes)
+        try:
+            chunk = read(block_bytes)
+        except _READ_ERRORS:
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                yield bytes(buf[: cut + 1]), line
+            raise
         if not chunk:
-            if carry:
-                yield carry, line
+            if buf:
+                yield bytes(buf), line
             return
-        data = carry + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
-            continue
-        block, carry = data[: cut + 1], data[cut + 1 :]
-        yield block, line
-        line += block.count(b"\n")
+        buf += chunk
+        if len(buf) >= block_bytes:
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                block = bytes(buf[: cut + 1])
+                del buf[: cut + 1]
+                yield block, line
+                line += block.count(b"\n")
 
 
 # --- the writer ---------------------------------------------------------------------------
@@ -866,9 +887,18 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
         ing.write_in_background()
     with ctx.Pool(workers, initializer=_worker_init, initargs=(ing.validator, max_line_bytes, cells)) as pool:
         pending: deque = deque()
+        read_error: list[BaseException] = []
         if gz:
             f = _open_binary(path)
-            tasks = ((_parse_block_in_worker, blk) for blk in _blocks(f))
+
+            def gz_tasks():
+                try:
+                    for blk in _blocks(f):
+                        yield _parse_block_in_worker, blk
+                except _READ_ERRORS as e:  # named after the blocks read before it are written
+                    read_error.append(e)
+
+            tasks = gz_tasks()
         else:
             f = None
             size = os.path.getsize(path)
@@ -902,6 +932,9 @@ def _ingest_parallel(ing: Ingestor, path: str, name: str, workers: int, max_line
                 ing.add_parsed(name, tables.adopt(*numbered), rejects, nread)
                 if progress is not None:
                     progress(name, ing.result.read)
+            for e in read_error:
+                ing.result.read += 1
+                ing.reject(name, -1, _cannot_read(e), None)
         finally:
             if f is not None:
                 f.close()
@@ -941,9 +974,9 @@ def _ingest_blocks(ing: Ingestor, path: str, name: str, max_line_bytes: int, pro
             ing.add_parsed(name, *parse_block(data, first_line, ing.validator, max_line_bytes))
             if progress is not None:
                 progress(name, ing.result.read)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except _READ_ERRORS as e:
         ing.result.read += 1
-        ing.reject(name, -1, f"cannot read the rest of the file: {e}", None)
+        ing.reject(name, -1, _cannot_read(e), None)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
