@@ -156,3 +156,30 @@ def commit_file(repo: Path, rel: str, text: str, message: str, when_ms: int) -> 
     subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", message], check=True, env=env)
     return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+def flow_fixtures(build):
+    """The `flows` and `flow` fixtures of a module whose scenario `build(tmp_path_factory, stack,
+    store_url)` runs once per store kind (store_url None: SQLite):
+
+        flows, flow = flow_fixtures(_flow)
+
+    `flow` is the run for the test's `store_kind`; `flows(kind)` gives any kind's."""
+
+    @pytest.fixture(scope="module")
+    def flows(tmp_path_factory, make_store_url):
+        made: dict = {}
+        with contextlib.ExitStack() as stack:
+
+            def get(kind):
+                if kind not in made:
+                    made[kind] = build(tmp_path_factory, stack, None if kind == "sqlite" else make_store_url(kind))
+                return made[kind]
+
+            yield get
+
+    @pytest.fixture
+    def flow(flows, store_kind):
+        return flows(store_kind)
+
+    return flows, flow

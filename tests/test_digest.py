@@ -5,7 +5,6 @@ flow runs on SQLite and on ClickHouse, and both digests are the same."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import threading
@@ -25,6 +24,7 @@ from sandbox_helpers import (
     cli,
     cli_json,
     commit_file,
+    flow_fixtures,
     ground_truth,
     isolated,
     pinned_clock,
@@ -67,23 +67,7 @@ def _flow(tmp_path_factory, stack, store):
                            store=store_of(sb))
 
 
-@pytest.fixture(scope="module")
-def flows(tmp_path_factory, make_store_url):
-    """flows(kind) -> the flow on a SQLite or a ClickHouse store, each run once per module."""
-    made: dict = {}
-    with contextlib.ExitStack() as stack:
-
-        def get(kind):
-            if kind not in made:
-                made[kind] = _flow(tmp_path_factory, stack, None if kind == "sqlite" else make_store_url(kind))
-            return made[kind]
-
-        yield get
-
-
-@pytest.fixture
-def flow(flows, store_kind):
-    return flows(store_kind)
+flows, flow = flow_fixtures(_flow)  # the flow on SQLite or ClickHouse, once per module
 
 
 def change_ids_in(obj) -> set[str]:

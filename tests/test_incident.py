@@ -4,7 +4,6 @@ ClickHouse, with the same incident, postmortem and cases on both."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from sandbox_helpers import (
     at,
     cli,
     cli_json,
+    flow_fixtures,
     ground_truth,
     isolated,
     pinned_clock,
@@ -55,23 +55,7 @@ def _flow(tmp_path_factory, stack, store):
                            resolve_stderr=res.stderr, mp=mp, store=store_of(sb), shown=shown, postmortem=postmortem)
 
 
-@pytest.fixture(scope="module")
-def flows(tmp_path_factory, make_store_url):
-    """flows(kind) -> the flow on a SQLite or a ClickHouse store, each run once per module."""
-    made: dict = {}
-    with contextlib.ExitStack() as stack:
-
-        def get(kind):
-            if kind not in made:
-                made[kind] = _flow(tmp_path_factory, stack, None if kind == "sqlite" else make_store_url(kind))
-            return made[kind]
-
-        yield get
-
-
-@pytest.fixture
-def flow(flows, store_kind):
-    return flows(store_kind)
+flows, flow = flow_fixtures(_flow)  # the flow on SQLite or ClickHouse, once per module
 
 
 def show(flow, when=None) -> dict:
