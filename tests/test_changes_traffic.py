@@ -132,6 +132,23 @@ def test_a_canary_that_never_passed_half_is_a_partial_rollout(store_url, tmp_pat
     assert "partial rollout" in c.summary
 
 
+def test_a_version_that_served_for_an_hour_in_between_does_not_pull_the_next_switch_early(store_url, tmp_path):
+    # a -> b (served 11:30-12:50, too briefly to hold two hours) -> c: c's switch time is when c
+    # took over, not the middle of the gap between a's last event and c's first.
+    cfg = _config(tmp_path, store_url)
+    t_b, t_c = _ms("2026-11-26T11:30:00Z"), _ms("2026-11-26T12:50:00Z")
+
+    def version(t, i):
+        return "haiku-a" if t < t_b else ("haiku-b" if t < t_c else "haiku-c")
+
+    add_events(cfg, traffic("support", START_MS - 6 * HOUR, AT_MS, every_ms=60_000, version_at=version))
+    cs = _collect(cfg)
+    by_new = {c.to_value: c for c in cs.changes}
+    assert "haiku-c" in by_new, [(c.from_value, c.to_value) for c in cs.changes]
+    c = by_new["haiku-c"]
+    assert abs(c.at - t_c) <= c.details["traffic"]["resolution_ms"], (c.at - t_c) / 60_000
+
+
 def test_a_steady_fifty_fifty_split_is_not_a_change(store_url, tmp_path):
     cfg = _config(tmp_path, store_url)
     add_events(cfg, traffic("support", START_MS - 24 * HOUR, AT_MS, every_ms=60_000, field="judge_id",

@@ -269,19 +269,22 @@ def crossing_time(counts: list[tuple[int, int, int]], size: int) -> float | None
 
 
 def _refine(store, feature, fld, metric, vals, old, new, b, hourly, buckets, q_start, end_ms):
-    """The switch time, from 5-minute counts of old and new over the two hours before the hour
-    where new took over and the hour after it; `resolution_ms` (5, 10 or 15 minutes, coarser when
-    traffic is sparse) is how precise that time is."""
+    """The switch time, from 5-minute counts of new against every other version over the two
+    hours before the hour where new took over and the hour after it; `resolution_ms` (5, 10 or
+    15 minutes, coarser when traffic is sparse) is how precise that time is."""
     per_hour = (sum(hourly[b].values()) + sum(hourly.get(b - HOUR_MS, {}).values())) / 2
     size = _fine_size(per_hour)
     data = FINE_BUCKETS_MS[0]
     lo = _floor(max(b - 2 * HOUR_MS, q_start), data)
     hi = min(b + 2 * HOUR_MS, end_ms)
-    cells = store.aggregate(vals[old] + vals[new], lo, hi, bucket_ms=data)
-    old_ids = set(vals[old])
+    # Every version other than `new` counts against it, not only `old`: a version that served for
+    # an hour in between (a prompt commit followed by another soon after) would otherwise leave a
+    # gap in the old/new counts, and the crossing would land mid-gap, before `new` existed.
+    new_ids = set(vals[new])
+    cells = store.aggregate([i for ids in vals.values() for i in ids], lo, hi, bucket_ms=data)
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for (sid, bucket), agg in cells.items():
-        counts[bucket][0 if sid in old_ids else 1] += agg.n
+        counts[bucket][1 if sid in new_ids else 0] += agg.n
     grid = [(t, counts[t][0], counts[t][1]) for t in range(lo, hi, data)]  # empty buckets too
     c = crossing_time(grid, data)
     at = b if c is None else int(round(c / 60_000) * 60_000)
