@@ -7,8 +7,12 @@ runs triage as of the sandbox's "now" on the ground truth's feature and metric (
 every feature and metric for the noise-only scenario), and scores:
 
 - top-1 / top-3: the hypothesis kind matches and its change id (or, without a change id, its
-  target) matches the ground truth;
-- false alarms: any detected regression in a noise-only sandbox;
+  target) matches the ground truth; a "suspected" finding (a drop not beyond noise: detected is
+  false, hypotheses shown as unconfirmed) counts when its hypotheses are right, and a line below
+  gives the figures counting detected regressions only;
+- miss / susp: incidents not detected, split into nothing found and suspected;
+- false alarms: any detected regression in a noise-only sandbox (suspected findings on noise days
+  are counted beside it: they page nobody, but they are suspects that are wrong);
 - onset error: |detected onset - true onset|, detected incidents only;
 - beside it, in the same run, a baseline that blames the latest change touching the feature.
 
@@ -101,6 +105,8 @@ def _run_one(args: tuple) -> dict:
         det = [f for f in res.findings if f.detection.detected]
         out["false_alarm"] = bool(det)
         out["false_alarm_what"] = [f"{f.feature}/{f.metric} p={f.detection.p_value:.2g}" for f in det]
+        out["suspected"] = [f"{f.feature}/{f.metric} p={f.detection.p_value:.2g}" for f in res.findings
+                            if f.detection.verdict == "suspected"]
         store.close()
         return out
     f = res.findings[0]
@@ -108,6 +114,8 @@ def _run_one(args: tuple) -> dict:
     ranks = [i for i, h in enumerate(hyps, 1)
              if matches(h.kind, h.target, h.change.id if h.change is not None else None, truth)]
     out["detected"] = f.detection.detected
+    out["verdict"] = f.detection.verdict
+    out["p_value"] = f.detection.p_value
     out["rank"] = ranks[0] if ranks else None
     out["top"] = (f"{hyps[0].kind} {hyps[0].target} {hyps[0].change.id[:12] if hyps[0].change else '-'}"
                   if hyps else None)
@@ -154,18 +162,21 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
     print(f"{len(results)} scenarios, seeds {a.seeds}, {time.time() - t0:.0f} s")
-    print(f"{'scenario':24} {'n':>3} {'top1':>6} {'top3':>6} {'miss':>5} {'onset med':>9} {'base top1':>9}")
-    tot = {"n": 0, "t1": 0, "t3": 0, "b1": 0}
+    print(f"{'scenario':24} {'n':>3} {'top1':>6} {'top3':>6} {'miss':>5} {'susp':>5} {'onset med':>9} {'base top1':>9}")
+    tot = {"n": 0, "t1": 0, "t3": 0, "b1": 0, "susp": 0, "miss": 0}
     errs_all = []
     for s in scenarios:
         rs = [r for r in results if r["scenario"] == s]
         if s == "none":
             fa = sum(r["false_alarm"] for r in rs)
-            print(f"{s:24} {len(rs):>3} {'':>6} {'':>6} {'':>5} {'':>9} {'':>9}  false alarms: {fa}")
+            sus = sum(bool(r.get("suspected")) for r in rs)
+            print(f"{s:24} {len(rs):>3} {'':>6} {'':>6} {'':>5} {'':>9} {'':>9}  false alarms: {fa}"
+                  f"  (suspected, not detected: {sus})")
             continue
         t1 = sum(r["rank"] == 1 for r in rs)
         t3 = sum(r["rank"] is not None and r["rank"] <= 3 for r in rs)
-        miss = sum(not r["detected"] for r in rs)
+        miss = sum(not r["detected"] and r["verdict"] != "suspected" for r in rs)
+        susp = sum(r["verdict"] == "suspected" for r in rs)
         b1 = sum(r["baseline_top1"] for r in rs)
         errs = [r["onset_error_min"] for r in rs if r["onset_error_min"] is not None]
         errs_all += errs
@@ -174,21 +185,30 @@ def main() -> None:
         tot["t1"] += t1
         tot["t3"] += t3
         tot["b1"] += b1
-        print(f"{s:24} {len(rs):>3} {t1 / len(rs):>6.0%} {t3 / len(rs):>6.0%} {miss:>5} {med:>8.1f}m "
+        tot["susp"] += susp
+        tot["miss"] += miss
+        print(f"{s:24} {len(rs):>3} {t1 / len(rs):>6.0%} {t3 / len(rs):>6.0%} {miss:>5} {susp:>5} {med:>8.1f}m "
               f"{b1 / len(rs):>9.0%}")
     n = max(1, tot["n"])
     med_all = statistics.median(errs_all) if errs_all else float("nan")
-    print(f"{'all incidents':24} {tot['n']:>3} {tot['t1'] / n:>6.0%} {tot['t3'] / n:>6.0%} {'':>5} "
-          f"{med_all:>8.1f}m {tot['b1'] / n:>9.0%}")
+    print(f"{'all incidents':24} {tot['n']:>3} {tot['t1'] / n:>6.0%} {tot['t3'] / n:>6.0%} {tot['miss']:>5} "
+          f"{tot['susp']:>5} {med_all:>8.1f}m {tot['b1'] / n:>9.0%}")
+    t1_det = sum(r["rank"] == 1 and r["detected"] for r in results if r["kind"] is not None)
+    t3_det = sum(r["rank"] is not None and r["rank"] <= 3 and r["detected"] for r in results if r["kind"] is not None)
+    print(f"counting only detected regressions (suspected ones as misses): top1 {t1_det / n:.0%}, "
+          f"top3 {t3_det / n:.0%}")
     secs = [r["seconds"] for r in results]
     print(f"triage time per scenario (in-process): median {statistics.median(secs):.2f} s, max {max(secs):.2f} s")
     if a.verbose:
         for r in results:
             if r["kind"] is None and r["false_alarm"]:
                 print("FALSE ALARM", r["scenario"], r["seed"], r["false_alarm_what"])
+            elif r["kind"] is None and r.get("suspected"):
+                print("SUSPECTED ON A NOISE DAY", r["scenario"], r["seed"], r["suspected"])
             elif r["kind"] is not None and r["rank"] != 1:
                 print("MISS", r["scenario"], r["seed"], "rank", r["rank"], "| top:", r["top"], "| truth:",
-                      r["truth"], "|", r["reason"] if not r["detected"] else "")
+                      r["truth"], "|", r["verdict"], f"p={r['p_value']:.2g}" if r["p_value"] is not None else "",
+                      r["reason"] if not r["detected"] else "")
 
 
 if __name__ == "__main__":

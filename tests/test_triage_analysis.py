@@ -409,3 +409,123 @@ def test_a_traffic_shift_still_under_way_is_not_recovered_but_one_that_ended_is(
         for b in range(t3, cube.n_buckets):
             cube.n[ci][b], cube.s[ci][b], cube.ss[ci][b] = clean.n[cj][b], clean.s[cj][b], clean.ss[cj][b]
     assert not _mix_persists(cube, ref, tau, t3)  # back to the usual mix
+
+
+# --- evidence from the other metrics a change reaches; suspected drops ---------------------------
+
+@pytest.mark.parametrize("x,df,expected", [(9.487729, 4, 0.05), (13.276704, 4, 0.01), (12.591587, 6, 0.05),
+                                           (5.991465, 2, 0.05)])
+def test_chi2_sf_even_matches_table_critical_values(x, df, expected):
+    from oncall_ai.analysis.stats import chi2_sf_even
+
+    assert chi2_sf_even(x, df) == pytest.approx(expected, rel=1e-5)
+
+
+def test_whiten_undoes_a_known_correlation():
+    from oncall_ai.analysis.stats import whiten
+
+    r = 0.6
+    assert whiten([2.0, 3.0], [[1, r], [r, 1]]) == pytest.approx([2.0, (3.0 - r * 2.0) / math.sqrt(1 - r * r)])
+    # Correlated N(0,1) pairs come out uncorrelated with unit variance.
+    rng = random.Random(3)
+    out = []
+    for _ in range(4000):
+        a = rng.gauss(0, 1)
+        b = r * a + math.sqrt(1 - r * r) * rng.gauss(0, 1)
+        out.append(whiten([a, b], [[1, r], [r, 1]]))
+    cov = sum(x * y for x, y in out) / len(out)
+    var_b = sum(y * y for _, y in out) / len(out)
+    assert abs(cov) < 0.05 and abs(var_b - 1) < 0.06
+
+
+def _companion(s: Synth, metric: str = "thumbs", labels=("c1",)):
+    from oncall_ai.analysis.detect import Companion
+
+    return Companion(metric, s.build(), True, frozenset(labels))
+
+
+def test_a_change_seen_in_two_metrics_is_found_where_one_metric_alone_is_not_enough():
+    from oncall_ai.analysis.detect import Anchor
+
+    found = {"alone": 0, "together": 0}
+    for seed in range(10):
+        own = Synth(seed=seed, onset=ONSET, drop=0.5, where={"language": "de"}, per_hour=20)
+        other = Synth(seed=1000 + seed, onset=ONSET, drop=0.5, where={"language": "de"}, per_hour=20)
+        anchors = [Anchor(ONSET - 4 * MIN, (("language", "de"),), "c1"), Anchor(ONSET - 5 * HOUR, (), "c0")]
+        kw = dict(window_start=own.end - 24 * HOUR, at=own.end, anchors=anchors)
+        alone = detect_regression(own.build(), **kw)
+        together = detect_regression(own.build(), companions=[_companion(other)], **kw)
+        found["alone"] += alone.detected
+        found["together"] += together.detected
+        if together.detected and together.anchor is not None and together.support:
+            assert together.anchor.label == "c1"
+            assert [m for m, _ in together.support] == ["thumbs"]
+    assert found["together"] >= found["alone"] + 2, found  # 2 -> 5 of 10 here
+
+
+def test_another_metric_alone_does_not_make_a_flat_metric_a_regression():
+    # A change that broke a schema check (the companion) does not make a flat judge score a
+    # regression: the own metric must move at the change too.
+    from oncall_ai.analysis.detect import Anchor
+
+    for seed in range(6):
+        own = Synth(seed=seed)
+        other = Synth(seed=50 + seed, onset=ONSET, drop=1.5, per_hour=200)
+        det = detect_regression(own.build(), window_start=own.end - 24 * HOUR, at=own.end,
+                                anchors=[Anchor(ONSET, (), "c1")], companions=[_companion(other)])
+        assert det.detected is False, (seed, det.p_value)
+
+
+def test_combined_evidence_keeps_noise_days_at_their_level():
+    # Noise in both metrics, a harmless change: the anchor's p-value (the smaller of its own and
+    # the combined one, times 2 for looking at both) is small no more often than its own p-value
+    # alone, give or take sampling: combining does not buy false alarms.
+    from oncall_ai.analysis.detect import Anchor
+
+    own_small = comb_small = 0
+    n = 100
+    for seed in range(n):
+        own, other = Synth(seed=seed, per_hour=40), Synth(seed=500 + seed, per_hour=40)
+        det = detect_regression(own.build(), window_start=own.end - 24 * HOUR, at=own.end,
+                                params=DetectParams(scan_slices=False),
+                                anchors=[Anchor(ONSET, (), "c1")], companions=[_companion(other)])
+        [scan] = [x for x in det.scans if x.kind == "anchor"]
+        own_small += (scan.p_own if scan.p_own is not None else scan.p_one) < 0.1
+        comb_small += min(1.0, scan.p_one * scan.tests) < 0.1
+        assert det.detected is False
+    assert comb_small <= own_small + 3 and comb_small <= 0.2 * n, (own_small, comb_small)
+
+
+def test_a_drop_between_alpha_and_the_suspect_level_is_suspected_not_detected():
+    s = Synth(seed=4, onset=ONSET, drop=0.15, per_hour=60)
+    cube, det = _detect(s)
+    assert det.detected is False and det.verdict == "suspected"
+    assert 0.001 <= det.p_value < 0.05
+    assert abs(det.onset - ONSET) <= 3 * HOUR  # a weak step: its onset is loose too
+    assert det.needed_more and det.needed_more > 0
+    assert "not beyond noise yet" in det.reason and "more events" in det.reason
+    # The tier can be turned off.
+    _, off = _detect(s, params=DetectParams(suspect_alpha=0.0))
+    assert off.verdict == "no_regression" and off.onset is None
+
+
+def test_a_suspected_finding_in_json_and_in_the_report():
+    from rich.console import Console
+
+    from oncall_ai.analysis.finding import Finding, envelope
+    from oncall_ai.report.triage import render_triage
+    from oncall_ai.triage import TriageResult
+
+    s = Synth(seed=4, onset=ONSET, drop=0.15, per_hour=60)
+    cube, det = _detect(s)
+    f = Finding("summarizer", "helpfulness", "judge", True, det)
+    doc = envelope([f], at=s.end, since=s.end - 24 * HOUR)
+    reg = doc["findings"][0]["regression"]
+    assert reg["detected"] is False and reg["onset"] is None and reg["verdict"] == "suspected"
+    assert reg["suspected_onset"] and reg["needed_more_events"] > 0
+    console = Console(width=80, record=True, color_system=None)
+    render_triage(TriageResult(s.end, s.end - 24 * HOUR, [f]), console)
+    text = console.export_text()
+    assert text.startswith("SUSPECTED, NOT CONFIRMED summarizer/helpfulness")
+    assert "a regression needs p < 0.001" in text
+    assert "REGRESSION" not in text.replace("NO REGRESSION", "")

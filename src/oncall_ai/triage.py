@@ -34,6 +34,7 @@ from oncall_ai.analysis.cube import Cube
 from oncall_ai.analysis.decompose import kitagawa
 from oncall_ai.analysis.detect import (
     Anchor,
+    Companion,
     DetectParams,
     compare_windows,
     detect_regression,
@@ -49,6 +50,7 @@ from oncall_ai.timeutil import format_duration, format_time, parse_duration_ms
 
 HOUR = 3_600_000
 MINUTE = 60_000
+COMPANIONS_ACROSS_FEATURES = True
 LOWER_IS_BETTER_WORDS = ("thumbs_down", "thumbsdown", "retry", "retries", "error", "fail", "latency",
                          "toxicity", "hallucination", "refusal", "complaint", "escalation")
 
@@ -159,6 +161,20 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
             for (sid, b), agg in store.aggregate(list(sid_key), hist_start, at, bucket_ms=st.coarse_ms).items():
                 prefetched.setdefault(sid_key[sid], {})[(sid, b)] = agg
 
+    companion_cache: dict[tuple[str, str], Companion] = {}
+
+    def companion(f: str, m: str) -> Companion | None:
+        """The feature's metric m as a companion (one per run: its baseline fit is shared)."""
+        key = (f, m)
+        if key not in companion_cache:
+            series = groups.get(key, [])
+            src = _majority([s.source for s in series]) or (cfg.metric(m).source if cfg is not None else "judge")
+            cube = coarse(f, m)
+            higher, _ = metric_direction(cfg, m)
+            labels = frozenset(a.label for a in change_anchors(changes, f, m, src, cube, since, at))
+            companion_cache[key] = Companion(m, cube, higher, labels)
+        return companion_cache[key]
+
     def coarse(f: str, m: str) -> Cube:
         key = (f, m)
         if key not in cube_cache:
@@ -177,7 +193,7 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
     for f, m in wanted:
         try:
             finding = _triage_one(cfg, store, st, f, m, groups.get((f, m), []), coarse, changes, at, since,
-                                  since_text, judge_fn, groups, slice_keys)
+                                  since_text, judge_fn, groups, slice_keys, companion)
         except OncallError:
             raise
         result.findings.append(finding)
@@ -229,14 +245,25 @@ def _load_changes(cfg, store, start: int, end: int, feature: str | None,
 
 
 def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, series: list, coarse_fn,
-                changes: list, at: int, since: int, since_text: str, judge_fn, groups, slice_keys) -> Finding:
+                changes: list, at: int, since: int, since_text: str, judge_fn, groups, slice_keys,
+                companion_fn=None) -> Finding:
     higher, note = metric_direction(cfg, metric)
     sign = 1 if higher else -1
     source = _majority([s.source for s in series]) or (cfg.metric(metric).source if cfg is not None else "judge")
     cube = coarse_fn(feature, metric)
     anchors = change_anchors(changes, feature, metric, source, cube, since, at)
+    # The other metrics the same changes reach, tested at the same change times: a change that
+    # makes answers worse moves the judge's score and the users' thumbs together, and a shared
+    # cause (an index, a judge) moves every feature it reaches.
+    companions = []
+    if anchors and companion_fn is not None:
+        for f2, m2 in sorted(groups.complete() if COMPANIONS_ACROSS_FEATURES else groups):
+            if (f2, m2) != (feature, metric) and (f2 == feature or COMPANIONS_ACROSS_FEATURES):
+                c = companion_fn(f2, m2)
+                if c is not None and c.labels:
+                    companions.append(c)
     det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect,
-                            anchors=anchors)
+                            anchors=anchors, companions=companions)
     finding = Finding(feature, metric, source, higher, det)
     if note:
         finding.notes.append(note)
@@ -245,7 +272,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     finding.changes_in_window = sorted((c for c in changes if c.affects(feature) and
                                         cube.time_of(0) <= c.at < at), key=lambda c: c.at)
     ref = det.reference
-    if not det.detected or ref is None:
+    if not (det.detected or det.verdict == "suspected") or ref is None:
         if ref is not None and det.baseline_window and det.current_window:
             pre = (cube.boundary(det.baseline_window[0]), cube.boundary(det.baseline_window[1]))
             post = (cube.boundary(det.current_window[0]), cube.n_buckets)
@@ -311,6 +338,8 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
                            other_features=others, mix_z_hour=hour_adjusted_mix_z(cube, ref, pre, post))
     finding.hypotheses = attribute(inp, st.attribute)
     _onset_from_top(finding, fine)
+    if det.verdict == "suspected":
+        _mark_unconfirmed(finding)
     if not any(any(v is not None for v in r.versions[:3]) for r in cube.rows):
         finding.notes.append("events carry no version tags (model_id, prompt_version, index_version): "
                              "no side-by-side version comparison, timing and footprint only")
@@ -337,6 +366,19 @@ def change_anchors(changes: list, feature: str, metric: str, source: str, cube: 
         for scope in ([((k, v),) for k, v in hits] or [()]):
             out.append(Anchor(start, scope, ch.id))
     return out
+
+
+def _mark_unconfirmed(finding: Finding) -> None:
+    """A suspected drop's hypotheses are suspects, not findings: the top one says so first, and
+    what would confirm it (the report heads them "Suspects (NOT CONFIRMED)"). The rollback command
+    stays, as the exact one should it be confirmed; scripts act on `regression.detected`, which is
+    false here (runbooks/bin/triage-on-page.sh and `incident open --from-triage` do)."""
+    det = finding.detection
+    more = f" (about {det.needed_more:,} more events after the onset)" if det.needed_more else ""
+    if finding.hypotheses:
+        finding.hypotheses[0].evidence.insert(
+            0, f"NOT CONFIRMED: the drop itself is not beyond noise yet, p={det.p_value:.2g} after "
+               f"correction; re-run triage later{more} before acting on it")
 
 
 def _majority(values: list[str]) -> str | None:

@@ -33,9 +33,11 @@ from oncall_ai.analysis.stats import (
     DiffTest,
     Moments,
     binomial_signed_root,
+    chi2_sf_even,
     normal_sf,
     sample_size_for_diff,
     welch,
+    whiten,
     z_quantile,
 )
 from oncall_ai.timeutil import format_time
@@ -53,6 +55,10 @@ class DetectParams:
     max_slice_scopes: int = 40
     family: int = 1  # (feature, metric) pairs examined in the same run: alpha is split over them
     min_recovered_ms: int = 2 * 3_600_000  # "recovered" needs at least this long back at baseline
+    # Between alpha and this (family-wise), a drop is "suspected": not a regression (detected stays
+    # false, nothing pages), but the onset, slices and candidate causes are worked out and shown as
+    # unconfirmed, with how many more events would settle it. 0 turns the tier off.
+    suspect_alpha: float = 0.05
 
 
 @dataclass
@@ -87,12 +93,15 @@ class Scan:
     profile: list[tuple[int, float]] = field(default_factory=list)  # (tau, z) per candidate
     mult: float = 0.0  # Bonferroni multiplier of the test within the run (see _scan_all)
     anchor: object = None  # for kind "anchor": the change the step was tested at
+    tests: int = 1  # 2 when an anchor's p-value is the smaller of its own and a combined test
+    support: list = field(default_factory=list)  # [(metric, z)]: companions that moved with it
+    p_own: float | None = None  # an anchor's own-metric p-value, when combined
 
 
 @dataclass
 class Detection:
     detected: bool
-    verdict: str  # regression | no_regression | insufficient_data | recovered
+    verdict: str  # regression | suspected | no_regression | insufficient_data | recovered
     reason: str
     higher_is_better: bool
     onset: int | None = None  # epoch ms
@@ -113,6 +122,9 @@ class Detection:
     scans: list[Scan] = field(default_factory=list)
     recovered_at: int | None = None
     anchor: object = None  # the Anchor (known change time) whose step test carried the verdict
+    support: list = field(default_factory=list)  # [(metric, z)]: other metrics that moved at the anchor
+    needed_more: int | None = None  # suspected: about how many more events after the onset settle it
+    alpha: float = 0.001  # the family-wise level a regression had to pass
 
     @property
     def delta(self) -> float | None:
@@ -334,17 +346,20 @@ def onset_support(profile: list[tuple[int, float]], z_best: float, *, width: flo
 # --- detection -----------------------------------------------------------------------------------
 
 def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_better: bool = True,
-                      params: DetectParams | None = None, anchors: Sequence[Anchor] = ()) -> Detection:
+                      params: DetectParams | None = None, anchors: Sequence[Anchor] = (),
+                      companions: Sequence[Companion] = ()) -> Detection:
     """Is [window_start, at) worse than what came before, and since when? (coarse buckets)
 
     `anchors`: known change times (and the slice each can reach) in the window. Besides the free
     scan over every onset, a step exactly at each anchor is tested in its footprint: a few tests
-    fixed before looking at the data, so alpha is split between the two families (half each)."""
+    fixed before looking at the data, so alpha is split between the two families (half each).
+    `companions`: the feature's other metrics; the step at an anchor is also tested on every one
+    its change can reach, and the evidence combined (see _combine_companions)."""
     p = params or DetectParams()
     sign = 1 if higher_is_better else -1
     iw0 = cube.boundary(window_start)
     nb = cube.n_buckets
-    det = Detection(False, "no_regression", "", higher_is_better)
+    det = Detection(False, "no_regression", "", higher_is_better, alpha=p.alpha)
     window = cube.moments(iw0, nb)
     history = cube.moments(0, iw0)
     det.current = window
@@ -369,12 +384,12 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     else:
         ref_end = nb
     ref = fit_reference(cube, 0, ref_end, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
-    best, scans = _scan_all(cube, ref, iw0, sign, p, anchors)
+    best, scans = _scan_all(cube, ref, iw0, sign, p, anchors, companions)
     if best.tau is not None and ref_end == nb:
         # Refit on the part before the first pass's onset, then scan again.
         if cube.moments(0, best.tau).n >= p.min_events:
             ref = fit_reference(cube, 0, best.tau, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
-            best, scans = _scan_all(cube, ref, iw0, sign, p, anchors)
+            best, scans = _scan_all(cube, ref, iw0, sign, p, anchors, companions)
     det.reference = ref
     det.scans = scans
     n_tests = max(1, len(det.scans))
@@ -384,6 +399,7 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     det.signal = "rate" if best.kind == "anchor" else best.kind
     det.anchor = best.anchor
     det.scope = best.scope
+    det.support = list(best.support)
 
     if best.tau is None:
         det.reason = "no candidate onset with enough events after it"
@@ -424,7 +440,28 @@ def detect_regression(cube: Cube, *, window_start: int, at: int, higher_is_bette
     det.mde = _mde(sd, cur.n, base.n, p)
     if p_adj < p.alpha:
         det.reason = f"a statistically clear change smaller than the minimum effect ({min_effect:.3g})"
+    elif p_adj < p.suspect_alpha and effect >= min_effect and best.z > 0 and rec is None:
+        return _suspected(det, best, cube, tau, p)
     return _not_detected(det, cube, iw0, nb, ref, p)
+
+
+def _suspected(det: Detection, best: Scan, cube: Cube, tau: int, p: DetectParams) -> Detection:
+    """Not beyond noise, but not nothing: family-wise p between alpha and suspect_alpha. Nothing is
+    claimed (detected stays false); the onset is kept so the slices and candidate causes can be
+    shown as unconfirmed, with about how many more events after the onset would settle it (the
+    z of a step grows with the square root of the events after it)."""
+    det.detected = False
+    det.verdict = "suspected"
+    need_z = z_quantile(1 - p.alpha / max(1.0, best.mult))
+    cells = cube.cells_where(best.scope) if best.scope and best.kind != "mix" else range(len(cube.cells))
+    n_post = sum(sum(cube.n[c][best.tau:]) for c in cells)
+    if best.z > 0 and n_post > 0:
+        det.needed_more = max(1, int(math.ceil(n_post * ((need_z / best.z) ** 2 - 1))))
+    more = f"; about {det.needed_more:,} more events after it would settle it" if det.needed_more else ""
+    det.reason = (f"a drop since {format_time(cube.time_of(tau))} that is not beyond noise yet: "
+                  f"p={det.p_value:.2g} after correction for every onset, slice and change time tested "
+                  f"(a regression needs p < {p.alpha:g}){more}")
+    return det
 
 
 def _not_detected(det: Detection, cube: Cube, iw0: int, nb: int, ref: Reference | None,
@@ -469,7 +506,8 @@ class Anchor:
 
 
 def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
-              p: DetectParams, anchors: Sequence[Anchor] = ()) -> tuple[Scan, list[Scan]]:
+              p: DetectParams, anchors: Sequence[Anchor] = (),
+              companions: Sequence[Companion] = ()) -> tuple[Scan, list[Scan]]:
     """Rate scans on the whole feature and each single slice value, plus the mix scan, plus a
     step test at each anchor (known change time) in its footprint.
     Returns the best (by corrected one-sided p-value) and all of them.
@@ -527,37 +565,20 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
         if (tau, part, a.scope) in seen:  # changes landing in the same bucket: one test
             continue
         seen.add((tau, part, a.scope))
-        scope = dict(a.scope)
-        cells = cube.cells_where(scope) if scope else None
-        if cells == []:
+        step = _anchor_step(cube, a, sign, min_post_w, scope_series)
+        if step is None:
             continue
-        y, w, bin_args = scope_series(scope, cells)
-        if part != tau:  # the bucket the change landed in is part old, part new: left out
-            w = list(w)
-            w[part] = 0.0
-            if bin_args is not None:
-                wr = list(bin_args[2])
-                wr[part] = 0.0
-                bin_args = (bin_args[0], bin_args[1], wr)
-        t2, z, delta, prof = scan_step(y, w, pre_start=0, lo=tau, hi=tau + 1, end=nb, sign=sign,
-                                       min_post_w=min_post_w, binary=bin_args)
-        if t2 is None:
-            continue
-        if part != tau and bin_args is None:
-            # The part of the change's own bucket after it counts too: a regression on the
-            # exposure (0 before, the fraction of the bucket after the change, 1 after).
-            w_full = scope_series(scope, cells)[1]
-            x = [0.0] * part + [(cube.time_of(tau) - a.at) / cube.bucket_ms] + [1.0] * (nb - tau)
-            z, delta = _exposure_z(y, w_full, x, sign)
-            prof = [(tau, z)]
-        anchored.append(Scan(scope, "anchor", t2, z, normal_sf(z), delta, 1, prof, anchor=a))
+        t2, z, delta, prof, own = step
+        scan = Scan(dict(a.scope), "anchor", t2, z, normal_sf(z), delta, 1, prof, anchor=a)
+        _combine_companions(scan, own, a, iw0, sign, companions, p)
+        anchored.append(scan)
     fam = max(1, p.family) * (2 if anchored else 1)
     n_free = len(scans)
     for s in scans:
         k = max(1, s.n_candidates)
         s.mult = fam * k * 2 * (1 if (s.kind == "rate" and not s.scope) else max(1, n_free - 1))
     for s in anchored:
-        s.mult = fam * len(anchored)
+        s.mult = fam * len(anchored) * s.tests
     scans += anchored
     valid = [s for s in scans if s.tau is not None]
     if not valid:
@@ -565,6 +586,137 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
     # Smallest corrected p-value; ties (p underflows to 0) go to the larger z, then the whole feature.
     return min(valid, key=lambda s: (_adjusted_p(s), -s.z, len(s.scope), s.kind == "anchor")), scans
 
+
+@dataclass
+class Companion:
+    """Another metric of the same feature, tested at the same known change times. A change that
+    makes the product worse shows in every metric it reaches (the judge's score and the users'
+    thumbs both follow the answers' quality), so a step seen in two of them at a change's time is
+    stronger evidence than either alone. `labels`: the anchors (change ids) whose change can move
+    this metric (a judge change cannot move user signals). `ref` is fitted once, on first use."""
+
+    metric: str
+    cube: Cube
+    higher_is_better: bool
+    labels: frozenset
+    ref: Reference | None = None
+    fitted: bool = False
+    series: dict = field(default_factory=dict)
+
+    def reference(self, iw0: int, p: DetectParams) -> Reference | None:
+        if not self.fitted:
+            self.fitted = True
+            if self.cube.moments(0, iw0).n >= p.min_events:
+                self.ref = fit_reference(self.cube, 0, iw0, prior_strength=p.prior_strength,
+                                         mix_prior=p.mix_prior)
+        return self.ref
+
+
+# The own metric must itself move at the change (one-sided 5 %) for the combined evidence to count:
+# a change that broke a schema check does not, by itself, make a flat judge score a regression.
+OWN_GATE_Z = 1.645
+
+
+def _anchor_step(cube: Cube, a: Anchor, sign: int, min_post_w: float, scope_series):
+    """The step test at one anchor in its footprint: (tau, z, delta, profile, (y, w)) or None.
+    (y, w): the residual series and weights the test used (for correlations between metrics)."""
+    nb = cube.n_buckets
+    tau = cube.boundary(a.at)
+    part = cube.bucket_of(a.at)
+    scope = dict(a.scope)
+    cells = cube.cells_where(scope) if scope else None
+    if cells == []:
+        return None
+    y, w, bin_args = scope_series(scope, cells)
+    if part != tau:  # the bucket the change landed in is part old, part new: left out
+        w = list(w)
+        w[part] = 0.0
+        if bin_args is not None:
+            wr = list(bin_args[2])
+            wr[part] = 0.0
+            bin_args = (bin_args[0], bin_args[1], wr)
+    t2, z, delta, prof = scan_step(y, w, pre_start=0, lo=tau, hi=tau + 1, end=nb, sign=sign,
+                                   min_post_w=min_post_w, binary=bin_args)
+    if t2 is None:
+        return None
+    if part != tau and bin_args is None:
+        # The part of the change's own bucket after it counts too: a regression on the
+        # exposure (0 before, the fraction of the bucket after the change, 1 after).
+        w_full = scope_series(scope, cells)[1]
+        x = [0.0] * part + [(cube.time_of(tau) - a.at) / cube.bucket_ms] + [1.0] * (nb - tau)
+        z, delta = _exposure_z(y, w_full, x, sign)
+        prof = [(tau, z)]
+    return t2, z, delta, prof, (y, w)
+
+
+def _companion_series(comp: Companion, ref: Reference):
+    binary = comp.cube.is_binary()
+
+    def scope_series(scope: dict, cells: list[int] | None):
+        key = tuple(sorted(scope.items()))
+        if key not in comp.series:
+            e: list | None = [] if binary else None
+            y, wr = rate_residuals(comp.cube, ref, cells, expected=e)
+            comp.series[key] = (y, scope_weights(y, wr, ref), (e, ref.sigma2, wr) if binary else None)
+        return comp.series[key]
+    return scope_series
+
+
+def _combine_companions(scan: Scan, own: tuple, a: Anchor, iw0: int, sign: int,
+                        companions: Sequence[Companion], p: DetectParams) -> None:
+    """Combine the anchor's own step with the same step on the companion metrics its change can
+    reach: Fisher's method on one-sided p-values, after whitening the z scores with the metrics'
+    correlation over the baseline hours (judge scores and thumbs of the same hours need not be
+    independent; a negative correlation is taken as 0, which is conservative). The anchor's
+    p-value becomes the smaller of its own and the combined one, with a factor 2 for having looked
+    at both; the combined one counts only when the own metric moved too (z >= OWN_GATE_Z)."""
+    comps = [c for c in companions if a.label in c.labels]
+    if not comps or scan.z < OWN_GATE_Z:
+        return
+    zs = [scan.z]
+    bad = [_bad_residuals(*own, sign, iw0)]
+    names = []
+    for c in comps:
+        ref = c.reference(iw0, p)
+        if ref is None:
+            continue
+        sign_c = 1 if c.higher_is_better else -1
+        step = _anchor_step(c.cube, a, sign_c, p.min_post_events / ref.sigma2, _companion_series(c, ref))
+        if step is None:
+            continue
+        zs.append(step[1])
+        bad.append(_bad_residuals(*step[4], sign_c, iw0))
+        names.append((c.metric, step[1]))
+    if not names:
+        return
+    k = len(zs)
+    corr = [[1.0 if i == j else max(0.0, min(0.9, _corr(bad[i], bad[j]))) for j in range(k)] for i in range(k)]
+    white = whiten(zs, corr)
+    x = -2.0 * sum(math.log(max(normal_sf(v), 1e-300)) for v in white)
+    p_comb = chi2_sf_even(x, 2 * k)
+    scan.p_own = scan.p_one
+    scan.tests = 2
+    scan.support = names
+    scan.p_one = min(scan.p_one, p_comb)
+
+
+def _bad_residuals(y: Sequence[float], w: Sequence[float], sign: int, iw0: int) -> list[float | None]:
+    """Baseline bucket residuals standardised by their weights, in the bad direction (None: empty)."""
+    return [-sign * y[b] * math.sqrt(w[b]) if w[b] > 0 else None for b in range(min(iw0, len(y)))]
+
+
+def _corr(a: Sequence[float | None], b: Sequence[float | None]) -> float:
+    """Pearson correlation over the buckets both have (0 with fewer than 12)."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=False) if x is not None and y is not None]
+    if len(pairs) < 12:
+        return 0.0
+    n = len(pairs)
+    ma = sum(x for x, _ in pairs) / n
+    mb = sum(y for _, y in pairs) / n
+    sab = sum((x - ma) * (y - mb) for x, y in pairs)
+    saa = sum((x - ma) ** 2 for x, _ in pairs)
+    sbb = sum((y - mb) ** 2 for _, y in pairs)
+    return sab / math.sqrt(saa * sbb) if saa > 0 and sbb > 0 else 0.0
 
 def _exposure_z(y: Sequence[float], w: Sequence[float], x: Sequence[float], sign: int) -> tuple[float, float]:
     """Weighted regression of y on the exposure x (with an intercept): (z of the slope in the bad

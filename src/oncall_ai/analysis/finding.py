@@ -48,7 +48,8 @@ class Finding:
         drop = 0.0
         if det.delta is not None and sd > 0:
             drop = -(1 if self.higher_is_better else -1) * det.delta / sd
-        rank = {"regression": 0, "recovered": 1, "insufficient_data": 2, "no_regression": 3}.get(det.verdict, 4)
+        rank = {"regression": 0, "recovered": 1, "suspected": 2, "insufficient_data": 3,
+                "no_regression": 4}.get(det.verdict, 5)
         return (rank, -drop, self.feature, self.metric)
 
     # --- JSON ---------------------------------------------------------------------------------
@@ -77,6 +78,13 @@ class Finding:
         }
         if det.recovered_at is not None:
             reg["recovered_at"] = format_time(det.recovered_at)
+        if det.verdict == "suspected":
+            # Not a regression (detected is false, onset null): where the drop would start, and
+            # how many more events after it would settle it. Its hypotheses are suspects.
+            reg["suspected_onset"] = format_time(det.onset) if det.onset is not None else None
+            reg["needed_more_events"] = det.needed_more
+        if det.support:
+            reg["also_moved"] = [{"metric": m, "z": _r(z, 2)} for m, z in det.support]
         slices = [s.to_json() for s in (self.localization.slices if self.localization else [])]
         dec = None
         if self.decomposition is not None:

@@ -6,6 +6,7 @@ Pure functions; documented formulas; no numpy/scipy (the sizes here are aggregat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -264,6 +265,40 @@ def t_sf(t: float, df: float) -> float:
     if df > 1e6 or math.isinf(df):
         return normal_sf(t)
     return 1.0 - t_cdf(t, df)
+
+
+def chi2_sf_even(x: float, df: int) -> float:
+    """P(X > x) for a chi-square with an even number of degrees of freedom (Fisher's method:
+    2k for k p-values), exactly: exp(-x/2) * sum_{i<k} (x/2)^i / i!."""
+    if df % 2 or df <= 0:
+        raise ValueError("df must be a positive even number")
+    if x <= 0:
+        return 1.0
+    h = x / 2.0
+    term, total = 1.0, 1.0
+    for i in range(1, df // 2):
+        term *= h / i
+        total += term
+    return min(1.0, math.exp(-h) * total)
+
+
+def whiten(z: Sequence[float], corr: Sequence[Sequence[float]]) -> list[float]:
+    """z scores made independent: L^-1 z with L the Cholesky factor of their correlation matrix
+    (under the null, correlated N(0, 1) scores become independent N(0, 1) ones). The first score
+    stays as it is; each later one keeps only what the earlier ones do not predict."""
+    k = len(z)
+    L = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            acc = corr[i][j] - sum(L[i][m] * L[j][m] for m in range(j))
+            if i == j:
+                L[i][i] = math.sqrt(max(acc, 1e-9))
+            else:
+                L[i][j] = acc / L[j][j]
+    out: list[float] = []
+    for i in range(k):
+        out.append((z[i] - sum(L[i][m] * out[m] for m in range(i))) / L[i][i])
+    return out
 
 
 @dataclass

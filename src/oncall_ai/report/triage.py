@@ -56,7 +56,7 @@ def _summary(findings: list[Finding], console: Console, window: str) -> None:
     t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     t.add_column("feature/metric", no_wrap=True, min_width=min(40, max(len(f"{f.feature}/{f.metric}") for f in findings)))
     words = {"regression": "REGRESSION", "recovered": "recovered", "insufficient_data": "too little data",
-             "no_regression": "ok"}
+             "no_regression": "ok", "suspected": "suspected"}
     # On a narrow terminal the top hypothesis (repeated in full below) gives way; the verdict and
     # the onset never do ("REGRESS…" at 80 columns).
     t.add_column("verdict", no_wrap=True,
@@ -80,7 +80,8 @@ def _summary(findings: list[Finding], console: Console, window: str) -> None:
 def _finding(f: Finding, console: Console, result) -> None:
     console.print(verdict_line(f, result.at), overflow="fold")
     d = f.detection
-    if d.detected or d.verdict == "recovered":
+    suspected = d.verdict == "suspected"
+    if d.detected or d.verdict == "recovered" or suspected:
         console.print(_detail_line(f), overflow="fold")
     else:
         console.print(Text(d.reason, style="dim"), overflow="fold")
@@ -88,7 +89,7 @@ def _finding(f: Finding, console: Console, result) -> None:
         console.print()
         for line in chart_lines(f, width=max(20, min(console.width, 100) - 10)):
             console.print(line, overflow="crop", no_wrap=True)
-    if not d.detected:
+    if not (d.detected or suspected):
         return
     _slices(f, console)
     _decomposition(f, console)
@@ -97,7 +98,11 @@ def _finding(f: Finding, console: Console, result) -> None:
     top = f.hypotheses[0] if f.hypotheses else None
     if top is not None:
         console.print()
-        if top.rollback:
+        if top.rollback and suspected:
+            console.print(Text("Not confirmed: re-run triage later before rolling back. If it is confirmed, "
+                               "the rollback of the top suspect would be:", style="bold"), overflow="fold")
+            _command(console, "  ", top.rollback)
+        elif top.rollback:
             console.print(Text("Roll back (top hypothesis):", style="bold"))
             _command(console, "  ", top.rollback, style="bold")
         else:
@@ -119,6 +124,9 @@ def verdict_line(f: Finding, at: int) -> Text:
         return Text.assemble(("RECOVERED ", "bold yellow"), (f"{name} ", "bold"),
                              f"dropped at {_short_time(d.onset)}, back to baseline since "
                              f"{_short_time(d.recovered_at)}")
+    if d.verdict == "suspected":
+        return Text.assemble(("SUSPECTED, NOT CONFIRMED ", "bold yellow"), (f"{name} ", "bold"), move,
+                             f" since {_short_time(d.onset)}, not beyond noise yet")
     if not d.detected:
         ci = d.test.ci() if d.test is not None else None
         ci_txt = f", 95% CI {_signed(ci[0])}..{_signed(ci[1])}" if ci else ""
@@ -139,7 +147,15 @@ def _detail_line(f: Finding) -> Text:
         parts.append(f"95% CI of the change {_signed(lo)}..{_signed(hi)}")
     if d.onset_range:
         parts.append(f"onset between {_clock(d.onset_range[0])} and {_clock(d.onset_range[1])}")
+    if d.support:
+        parts.append("the step at the change's time shows in " +
+                     ", ".join(f"{m} (z {z:.1f})" for m, z in d.support) + " too")
+    if d.verdict == "suspected":
+        parts.append(f"a regression needs p < {d.alpha:g}" +
+                     (f"; about {d.needed_more:,} more events after the onset would settle it"
+                      if d.needed_more else ""))
     return Text("; ".join(parts), style="dim")
+
 
 
 def _sureness(p: float | None) -> str:
@@ -274,7 +290,11 @@ def _hypotheses(f: Finding, console: Console) -> None:
         console.print(Text("Hypotheses: no change in the window can explain it; nothing to roll back yet.",
                            style="bold"), overflow="fold")
         return
-    console.print(Text("Hypotheses", style="bold"), Text("(most likely first; score = share of belief):"))
+    if f.detection.verdict == "suspected":
+        console.print(Text("Suspects", style="bold"),
+                      Text("(NOT CONFIRMED; most likely first; score = share of belief):"))
+    else:
+        console.print(Text("Hypotheses", style="bold"), Text("(most likely first; score = share of belief):"))
     for h in f.hypotheses[:5]:
         console.print(Text.assemble(f"{h.rank}. ", (h.kind, "bold"), f" {h.target}",
                                     f"  score {h.score:.2f}"), overflow="fold")
