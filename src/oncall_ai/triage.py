@@ -50,7 +50,6 @@ from oncall_ai.timeutil import format_duration, format_time, parse_duration_ms
 
 HOUR = 3_600_000
 MINUTE = 60_000
-COMPANIONS_ACROSS_FEATURES = True
 LOWER_IS_BETTER_WORDS = ("thumbs_down", "thumbsdown", "retry", "retries", "error", "fail", "latency",
                          "toxicity", "hallucination", "refusal", "complaint", "escalation")
 
@@ -257,10 +256,14 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     # cause (an index, a judge) moves every feature it reaches.
     companions = []
     if anchors and companion_fn is not None:
-        for f2, m2 in sorted(groups.complete() if COMPANIONS_ACROSS_FEATURES else groups):
-            if (f2, m2) != (feature, metric) and (f2 == feature or COMPANIONS_ACROSS_FEATURES):
+        labels = {a.label for a in anchors}
+        # Other features only when a change at an anchor reaches one (an index, a judge, a shared
+        # pin; an empty footprint is every feature): listing every series of a big store costs.
+        shared = any(ch.id in labels and (not ch.features or set(ch.features) - {feature}) for ch in changes)
+        for f2, m2 in sorted(groups.complete() if shared else groups):
+            if (f2, m2) != (feature, metric):
                 c = companion_fn(f2, m2)
-                if c is not None and c.labels:
+                if c is not None and c.labels & labels:
                     companions.append(c)
     det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect,
                             anchors=anchors, companions=companions)
