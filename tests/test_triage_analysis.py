@@ -441,7 +441,7 @@ def test_whiten_undoes_a_known_correlation():
 def _companion(s: Synth, metric: str = "thumbs", labels=("c1",)):
     from oncall_ai.analysis.detect import Companion
 
-    return Companion(metric, s.build(), True, frozenset(labels))
+    return Companion("f", metric, True, frozenset(labels), cube=s.build())
 
 
 def test_a_change_seen_in_two_metrics_is_found_where_one_metric_alone_is_not_enough():
@@ -459,7 +459,7 @@ def test_a_change_seen_in_two_metrics_is_found_where_one_metric_alone_is_not_eno
         found["together"] += together.detected
         if together.detected and together.anchor is not None and together.support:
             assert together.anchor.label == "c1"
-            assert [m for m, _ in together.support] == ["thumbs"]
+            assert [m for _, m, _ in together.support] == ["thumbs"]
     assert found["together"] >= found["alone"] + 2, found  # 2 -> 5 of 10 here
 
 
@@ -529,3 +529,40 @@ def test_a_suspected_finding_in_json_and_in_the_report():
     assert text.startswith("SUSPECTED, NOT CONFIRMED summarizer/helpfulness")
     assert "a regression needs p < 0.001" in text
     assert "REGRESSION" not in text.replace("NO REGRESSION", "")
+
+
+def test_companions_cross_features_only_where_a_change_names_them_and_are_capped():
+    from types import SimpleNamespace
+
+    from oncall_ai.analysis.detect import Anchor, Companion
+    from oncall_ai.model import Change
+    from oncall_ai.triage import MAX_COMPANIONS, _companions
+
+    metrics = {"helpfulness": "judge", "relevance": "judge", "thumbs_down": "user", "schema_valid": "check"}
+    feats = ["support", "search", "summarizer", "a", "b", "c"]
+
+    class Groups(dict):
+        def complete(self):
+            return self
+
+    groups = Groups({(f, m): [SimpleNamespace(source=src)] for f in feats for m, src in metrics.items()})
+    idx = Change("idx-1", "index", "kb-docs", ("support", "search"), 1000)
+    everyone = Change("cfg-1", "config", "rate-limit", (), 2000)
+    all_ids = frozenset({"idx-1", "cfg-1"})
+
+    def companion(f, m):
+        return Companion(f, m, m != "thumbs_down", all_ids)
+
+    got = _companions("support", "helpfulness", "judge", [Anchor(1000, (), "idx-1"), Anchor(2000, (), "cfg-1")],
+                      [idx, everyone], groups, companion)
+    names = [(c.feature, c.metric) for c in got]
+    # The feature's own metrics first, then the named feature's same metric, then its same source.
+    assert names[:3] == [("support", "relevance"), ("support", "schema_valid"), ("support", "thumbs_down")]
+    assert names[3:] == [("search", "helpfulness"), ("search", "relevance"), ("search", "schema_valid")]
+    assert len(got) == MAX_COMPANIONS
+    # Another feature is tested only at the change that names it, not at the every-feature one.
+    assert all(c.labels == {"idx-1"} for c in got if c.feature == "search")
+    assert {"idx-1", "cfg-1"} <= got[0].labels
+    # A change that merely defaults to every feature brings no other feature in.
+    only = _companions("support", "helpfulness", "judge", [Anchor(2000, (), "cfg-1")], [everyone], groups, companion)
+    assert {c.feature for c in only} == {"support"}

@@ -163,15 +163,16 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
     companion_cache: dict[tuple[str, str], Companion] = {}
 
     def companion(f: str, m: str) -> Companion | None:
-        """The feature's metric m as a companion (one per run: its baseline fit is shared)."""
+        """The pair (f, m) as a companion: which changes reach it is known from the change records
+        alone; its cube is read only if an anchor needs it (one per run, shared by every pair)."""
         key = (f, m)
         if key not in companion_cache:
             series = groups.get(key, [])
             src = _majority([s.source for s in series]) or (cfg.metric(m).source if cfg is not None else "judge")
-            cube = coarse(f, m)
             higher, _ = metric_direction(cfg, m)
-            labels = frozenset(a.label for a in change_anchors(changes, f, m, src, cube, since, at))
-            companion_cache[key] = Companion(m, cube, higher, labels)
+            labels = frozenset(ch.id for ch in changes if since <= ch.at < at
+                               and reaching_kind(ch, f, m, src) not in (None, "input_shift"))
+            companion_cache[key] = Companion(f, m, higher, labels, load=lambda f=f, m=m: coarse(f, m))
         return companion_cache[key]
 
     def coarse(f: str, m: str) -> Cube:
@@ -254,17 +255,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     # The other metrics the same changes reach, tested at the same change times: a change that
     # makes answers worse moves the judge's score and the users' thumbs together, and a shared
     # cause (an index, a judge) moves every feature it reaches.
-    companions = []
-    if anchors and companion_fn is not None:
-        labels = {a.label for a in anchors}
-        # Other features only when a change at an anchor reaches one (an index, a judge, a shared
-        # pin; an empty footprint is every feature): listing every series of a big store costs.
-        shared = any(ch.id in labels and (not ch.features or set(ch.features) - {feature}) for ch in changes)
-        for f2, m2 in sorted(groups.complete() if shared else groups):
-            if (f2, m2) != (feature, metric):
-                c = companion_fn(f2, m2)
-                if c is not None and c.labels & labels:
-                    companions.append(c)
+    companions = _companions(feature, metric, source, anchors, changes, groups, companion_fn)
     det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect,
                             anchors=anchors, companions=companions)
     finding = Finding(feature, metric, source, higher, det)
@@ -349,6 +340,41 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     if not changes:
         finding.notes.append("no changes found in the window from any source")
     return finding
+
+
+MAX_COMPANIONS = 6
+
+
+def _companions(feature: str, metric: str, source: str, anchors: list, changes: list, groups,
+                companion_fn) -> list[Companion]:
+    """The other metrics the changes at the anchors reach, to test the same steps on: the
+    feature's own other metrics (user signals, checks), and other features' metrics for a change
+    whose footprint names them (an index, a judge, a recorded change with its features; a change
+    that merely defaults to every feature is not evidence that it reaches them). Same metric
+    first, then the same source; at most MAX_COMPANIONS, so the combined test is not diluted by
+    a dozen metrics the change does not move (and a big store does not read them all)."""
+    if not anchors or companion_fn is None:
+        return []
+    labels = {a.label for a in anchors}
+    named = {ch.id: set(ch.features) for ch in changes if ch.id in labels and ch.features}
+    others = set().union(*named.values()) - {feature} if named else set()
+    pairs = sorted(groups.complete() if others else groups)
+    ranked = []
+    for f2, m2 in pairs:
+        if (f2, m2) == (feature, metric) or (f2 != feature and f2 not in others):
+            continue
+        c = companion_fn(f2, m2)
+        if c is None:
+            continue
+        allowed = c.labels & labels
+        if f2 != feature:
+            allowed = frozenset(x for x in allowed if f2 in named.get(x, ()))
+            c = dataclasses.replace(c, labels=allowed)
+        if not allowed:
+            continue
+        src = _majority([s.source for s in groups.get((f2, m2), [])])
+        ranked.append(((f2 != feature, m2 != metric, src != source, f2, m2), c))
+    return [c for _, c in sorted(ranked, key=lambda x: x[0])[:MAX_COMPANIONS]]
 
 
 def change_anchors(changes: list, feature: str, metric: str, source: str, cube: Cube, since: int,

@@ -94,7 +94,7 @@ class Scan:
     mult: float = 0.0  # Bonferroni multiplier of the test within the run (see _scan_all)
     anchor: object = None  # for kind "anchor": the change the step was tested at
     tests: int = 1  # 2 when an anchor's p-value is the smaller of its own and a combined test
-    support: list = field(default_factory=list)  # [(metric, z)]: companions that moved with it
+    support: list = field(default_factory=list)  # [(feature, metric, z)]: companions tested with it
     p_own: float | None = None  # an anchor's own-metric p-value, when combined
 
 
@@ -122,7 +122,7 @@ class Detection:
     scans: list[Scan] = field(default_factory=list)
     recovered_at: int | None = None
     anchor: object = None  # the Anchor (known change time) whose step test carried the verdict
-    support: list = field(default_factory=list)  # [(metric, z)]: other metrics that moved at the anchor
+    support: list = field(default_factory=list)  # [(feature, metric, z)]: other metrics tested at the anchor
     needed_more: int | None = None  # suspected: about how many more events after the onset settle it
     alpha: float = 0.001  # the family-wise level a regression had to pass
 
@@ -589,27 +589,39 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
 
 @dataclass
 class Companion:
-    """Another metric of the same feature, tested at the same known change times. A change that
-    makes the product worse shows in every metric it reaches (the judge's score and the users'
-    thumbs both follow the answers' quality), so a step seen in two of them at a change's time is
-    stronger evidence than either alone. `labels`: the anchors (change ids) whose change can move
-    this metric (a judge change cannot move user signals). `ref` is fitted once, on first use."""
+    """Another metric the same changes can reach (the feature's user signals and checks; other
+    features' metrics for a shared index or judge), tested at the same known change times. A
+    change that makes the product worse shows in every metric it reaches (the judge's score and
+    the users' thumbs both follow the answers' quality), so a step seen in two of them at a
+    change's time is stronger evidence than either alone. `labels`: the anchors (change ids)
+    whose change can move this metric (a judge change cannot move user signals). The cube is
+    loaded (`load`) and its reference fitted only when an anchor first needs them: on most days
+    no anchor passes the own-metric gate and no companion is read at all."""
 
+    feature: str
     metric: str
-    cube: Cube
     higher_is_better: bool
     labels: frozenset
-    ref: Reference | None = None
-    fitted: bool = False
-    series: dict = field(default_factory=dict)
+    cube: Cube | None = None
+    load: object = None  # () -> Cube, when cube is None
+    # The loaded cube, fitted reference and residual series: shared by copies of this companion
+    # made with other labels (dataclasses.replace), so each pair of a run reads and fits it once.
+    state: dict = field(default_factory=dict)
 
     def reference(self, iw0: int, p: DetectParams) -> Reference | None:
-        if not self.fitted:
-            self.fitted = True
-            if self.cube.moments(0, iw0).n >= p.min_events:
-                self.ref = fit_reference(self.cube, 0, iw0, prior_strength=p.prior_strength,
-                                         mix_prior=p.mix_prior)
-        return self.ref
+        st = self.state
+        if "ref" not in st:
+            cube = self.cube if self.cube is not None else (self.load() if self.load is not None else None)
+            st["cube"] = cube
+            st["series"] = {}
+            st["ref"] = None
+            if cube is not None and cube.moments(0, iw0).n >= p.min_events:
+                st["ref"] = fit_reference(cube, 0, iw0, prior_strength=p.prior_strength, mix_prior=p.mix_prior)
+        return st["ref"]
+
+    @property
+    def loaded(self) -> Cube:
+        return self.state["cube"]
 
 
 # The own metric must itself move at the change (one-sided 5 %) for the combined evidence to count:
@@ -650,15 +662,17 @@ def _anchor_step(cube: Cube, a: Anchor, sign: int, min_post_w: float, scope_seri
 
 
 def _companion_series(comp: Companion, ref: Reference):
-    binary = comp.cube.is_binary()
+    cube = comp.loaded
+    binary = cube.is_binary()
+    cache = comp.state["series"]
 
     def scope_series(scope: dict, cells: list[int] | None):
         key = tuple(sorted(scope.items()))
-        if key not in comp.series:
+        if key not in cache:
             e: list | None = [] if binary else None
-            y, wr = rate_residuals(comp.cube, ref, cells, expected=e)
-            comp.series[key] = (y, scope_weights(y, wr, ref), (e, ref.sigma2, wr) if binary else None)
-        return comp.series[key]
+            y, wr = rate_residuals(cube, ref, cells, expected=e)
+            cache[key] = (y, scope_weights(y, wr, ref), (e, ref.sigma2, wr) if binary else None)
+        return cache[key]
     return scope_series
 
 
@@ -681,12 +695,12 @@ def _combine_companions(scan: Scan, own: tuple, a: Anchor, iw0: int, sign: int,
         if ref is None:
             continue
         sign_c = 1 if c.higher_is_better else -1
-        step = _anchor_step(c.cube, a, sign_c, p.min_post_events / ref.sigma2, _companion_series(c, ref))
+        step = _anchor_step(c.loaded, a, sign_c, p.min_post_events / ref.sigma2, _companion_series(c, ref))
         if step is None:
             continue
         zs.append(step[1])
         bad.append(_bad_residuals(*step[4], sign_c, iw0))
-        names.append((c.metric, step[1]))
+        names.append((c.feature, c.metric, step[1]))
     if not names:
         return
     k = len(zs)

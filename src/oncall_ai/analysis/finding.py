@@ -84,7 +84,8 @@ class Finding:
             reg["suspected_onset"] = format_time(det.onset) if det.onset is not None else None
             reg["needed_more_events"] = det.needed_more
         if det.support:
-            reg["also_moved"] = [{"metric": m, "z": _r(z, 2)} for m, z in det.support]
+            # The same step tested on the other metrics its change reaches (z in their bad direction).
+            reg["also_tested"] = [{"feature": g, "metric": m, "z": _r(z, 2)} for g, m, z in det.support]
         slices = [s.to_json() for s in (self.localization.slices if self.localization else [])]
         dec = None
         if self.decomposition is not None:

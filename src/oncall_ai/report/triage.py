@@ -148,8 +148,9 @@ def _detail_line(f: Finding) -> Text:
     if d.onset_range:
         parts.append(f"onset between {_clock(d.onset_range[0])} and {_clock(d.onset_range[1])}")
     if d.support:
-        parts.append("the step at the change's time shows in " +
-                     ", ".join(f"{m} (z {z:.1f})" for m, z in d.support) + " too")
+        parts.append("the step at the change's time, tested on " +
+                     ", ".join(f"{m if g == f.feature else g + '/' + m} (z {z:.1f})" for g, m, z in d.support)
+                     + " too, counts as evidence")
     if d.verdict == "suspected":
         parts.append(f"a regression needs p < {d.alpha:g}" +
                      (f"; about {d.needed_more:,} more events after the onset would settle it"
