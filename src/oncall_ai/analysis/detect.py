@@ -531,17 +531,7 @@ def _scan_all(cube: Cube, ref: Reference | None, iw0: int, sign: int,
             for v in vals:
                 slice_scopes.append(({key: v}, cube.cells_where({key: v})))
         scopes += slice_scopes[: p.max_slice_scopes]
-    binary = cube.is_binary()
-    series: dict[tuple, tuple] = {}
-
-    def scope_series(scope: dict, cells: list[int] | None):
-        key = tuple(sorted(scope.items()))
-        if key not in series:
-            e: list | None = [] if binary else None
-            y, wr = rate_residuals(cube, ref, cells, expected=e)
-            series[key] = (y, scope_weights(y, wr, ref), (e, ref.sigma2, wr) if binary else None)
-        return series[key]
-
+    scope_series = scope_series_fn(cube, ref, {})
     min_post_w = p.min_post_events / ref.sigma2
     for scope, cells in scopes:
         y, w, bin_args = scope_series(scope, cells)
@@ -661,10 +651,10 @@ def _anchor_step(cube: Cube, a: Anchor, sign: int, min_post_w: float, scope_seri
     return t2, z, delta, prof, (y, w)
 
 
-def _companion_series(comp: Companion, ref: Reference):
-    cube = comp.loaded
+def scope_series_fn(cube: Cube, ref: Reference, cache: dict):
+    """scope, cells -> (residuals, weights, binary-test arguments or None) of a scope, memoised in
+    `cache` (a full scan asks for the same slice from several scans and anchors)."""
     binary = cube.is_binary()
-    cache = comp.state["series"]
 
     def scope_series(scope: dict, cells: list[int] | None):
         key = tuple(sorted(scope.items()))
@@ -695,7 +685,8 @@ def _combine_companions(scan: Scan, own: tuple, a: Anchor, iw0: int, sign: int,
         if ref is None:
             continue
         sign_c = 1 if c.higher_is_better else -1
-        step = _anchor_step(c.loaded, a, sign_c, p.min_post_events / ref.sigma2, _companion_series(c, ref))
+        step = _anchor_step(c.loaded, a, sign_c, p.min_post_events / ref.sigma2,
+                            scope_series_fn(c.loaded, ref, c.state["series"]))
         if step is None:
             continue
         zs.append(step[1])
@@ -731,6 +722,7 @@ def _corr(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     saa = sum((x - ma) ** 2 for x, _ in pairs)
     sbb = sum((y - mb) ** 2 for _, y in pairs)
     return sab / math.sqrt(saa * sbb) if saa > 0 and sbb > 0 else 0.0
+
 
 def _exposure_z(y: Sequence[float], w: Sequence[float], x: Sequence[float], sign: int) -> tuple[float, float]:
     """Weighted regression of y on the exposure x (with an intercept): (z of the slope in the bad
