@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -86,9 +85,6 @@ def _run_one(args: tuple) -> dict:
         from oncall_ai.demo import ingest_sandbox
 
         info = build_sandbox(d, scenario, seed=seed, now_ms=NOW_MS, overwrite=True, ingest=False)
-        # Work around a demo/config mismatch on main (a 6h SLO window the SLO validation rejects).
-        cfg_text = info.config_path.read_text()
-        info.config_path.write_text(re.sub(r"window: 6h\}", "window: 24h}", cfg_text))
         ingest_sandbox(info)
     truth = json.loads(truth_path.read_text())
     cfg = load_config(d / "oncall-ai.yaml")
