@@ -89,9 +89,15 @@ class TriageSettings:
         s.candidates_before_onset_ms = dur("candidates_before_onset", s.candidates_before_onset_ms)
         if "alpha" in sec:
             a = sec["alpha"]
-            if not isinstance(a, int | float) or not 0 < a < 0.5:
+            if isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < 0.5:
                 raise ConfigError(f"{cfg.describe()}: triage.alpha: must be a number in (0, 0.5), e.g. 0.001")
-            s.detect = DetectParams(alpha=float(a))
+            s.detect = dataclasses.replace(s.detect, alpha=float(a))
+        if "suspect_alpha" in sec:
+            a = sec["suspect_alpha"]
+            if isinstance(a, bool) or not isinstance(a, int | float) or not 0 <= a < 0.5:
+                raise ConfigError(f"{cfg.describe()}: triage.suspect_alpha: must be a number in [0, 0.5), "
+                                  "e.g. 0.1 (0: no suspected verdict)")
+            s.detect = dataclasses.replace(s.detect, suspect_alpha=float(a))
         return s
 
 
