@@ -553,7 +553,7 @@ def test_companions_cross_features_only_where_a_change_names_them_and_are_capped
     def companion(f, m):
         return Companion(f, m, m != "thumbs_down", all_ids)
 
-    got = _companions("support", "helpfulness", "judge", [Anchor(1000, (), "idx-1"), Anchor(2000, (), "cfg-1")],
+    got = _companions(None, "support", "helpfulness", "judge", [Anchor(1000, (), "idx-1"), Anchor(2000, (), "cfg-1")],
                       [idx, everyone], groups, companion)
     names = [(c.feature, c.metric) for c in got]
     # The feature's own metrics first, then the named feature's same metric, then its same source.
@@ -564,7 +564,7 @@ def test_companions_cross_features_only_where_a_change_names_them_and_are_capped
     assert all(c.labels == {"idx-1"} for c in got if c.feature == "search")
     assert {"idx-1", "cfg-1"} <= got[0].labels
     # A change that merely defaults to every feature brings no other feature in.
-    only = _companions("support", "helpfulness", "judge", [Anchor(2000, (), "cfg-1")], [everyone], groups, companion)
+    only = _companions(None, "support", "helpfulness", "judge", [Anchor(2000, (), "cfg-1")], [everyone], groups, companion)
     assert {c.feature for c in only} == {"support"}
 
 

@@ -173,8 +173,7 @@ def run_triage(cfg, store, *, at: int, since: int, feature: str | None = None, m
         alone; its cube is read only if an anchor needs it (one per run, shared by every pair)."""
         key = (f, m)
         if key not in companion_cache:
-            series = groups.get(key, [])
-            src = _majority([s.source for s in series]) or (cfg.metric(m).source if cfg is not None else "judge")
+            src = _source(cfg, groups.get(key, []), m)
             higher, _ = metric_direction(cfg, m)
             labels = frozenset(ch.id for ch in changes if since <= ch.at < at
                                and reaching_kind(ch, f, m, src) not in (None, "input_shift"))
@@ -255,13 +254,13 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
                 companion_fn=None) -> Finding:
     higher, note = metric_direction(cfg, metric)
     sign = 1 if higher else -1
-    source = _majority([s.source for s in series]) or (cfg.metric(metric).source if cfg is not None else "judge")
+    source = _source(cfg, series, metric)
     cube = coarse_fn(feature, metric)
     anchors = change_anchors(changes, feature, metric, source, cube, since, at)
     # The other metrics the same changes reach, tested at the same change times: a change that
     # makes answers worse moves the judge's score and the users' thumbs together, and a shared
     # cause (an index, a judge) moves every feature it reaches.
-    companions = _companions(feature, metric, source, anchors, changes, groups, companion_fn)
+    companions = _companions(cfg, feature, metric, source, anchors, changes, groups, companion_fn)
     det = detect_regression(cube, window_start=since, at=at, higher_is_better=higher, params=st.detect,
                             anchors=anchors, companions=companions)
     finding = Finding(feature, metric, source, higher, det)
@@ -272,7 +271,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
     finding.changes_in_window = sorted((c for c in changes if c.affects(feature) and
                                         cube.time_of(0) <= c.at < at), key=lambda c: c.at)
     ref = det.reference
-    if not (det.detected or det.verdict == "suspected") or ref is None:
+    if not det.has_drop or ref is None:
         if ref is not None and det.baseline_window and det.current_window:
             pre = (cube.boundary(det.baseline_window[0]), cube.boundary(det.baseline_window[1]))
             post = (cube.boundary(det.current_window[0]), cube.n_buckets)
@@ -351,7 +350,7 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
 MAX_COMPANIONS = 6
 
 
-def _companions(feature: str, metric: str, source: str, anchors: list, changes: list, groups,
+def _companions(cfg, feature: str, metric: str, source: str, anchors: list, changes: list, groups,
                 companion_fn) -> list[Companion]:
     """The other metrics the changes at the anchors reach, to test the same steps on: the
     feature's own other metrics (user signals, checks), and other features' metrics for a change
@@ -378,7 +377,7 @@ def _companions(feature: str, metric: str, source: str, anchors: list, changes: 
             c = dataclasses.replace(c, labels=allowed)
         if not allowed:
             continue
-        src = _majority([s.source for s in groups.get((f2, m2), [])])
+        src = _source(cfg, groups.get((f2, m2), []), m2)
         ranked.append(((f2 != feature, m2 != metric, src != source, f2, m2), c))
     return [c for _, c in sorted(ranked, key=lambda x: x[0])[:MAX_COMPANIONS]]
 
@@ -414,6 +413,11 @@ def _mark_unconfirmed(finding: Finding) -> None:
         finding.hypotheses[0].evidence.insert(
             0, f"NOT CONFIRMED: the drop itself is not beyond noise yet, p={det.p_value:.2g} after "
                f"correction; re-run triage later{more} before acting on it")
+
+
+def _source(cfg, series: list, metric: str) -> str:
+    """judge | check | user of a pair: what most of its series say, else the config's metric."""
+    return _majority([s.source for s in series]) or (cfg.metric(metric).source if cfg is not None else "judge")
 
 
 def _majority(values: list[str]) -> str | None:

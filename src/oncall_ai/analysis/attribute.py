@@ -672,7 +672,7 @@ def _short(v: str) -> str:
 def attribute(inp: AttributionInput, params: AttributionParams | None = None) -> list[Hypothesis]:
     p = params or AttributionParams()
     det = inp.detection
-    if not (det.detected or det.verdict == "suspected") or det.reference is None or det.onset is None:
+    if not det.has_drop or det.reference is None or det.onset is None:
         return []
     ref = det.reference
     sign = 1 if inp.higher_is_better else -1

@@ -129,6 +129,11 @@ class Detection:
     alpha: float = 0.001  # the family-wise level a regression had to pass
 
     @property
+    def has_drop(self) -> bool:
+        """A drop with an onset worth working out (slices, causes): a regression, or a suspected one."""
+        return self.detected or self.verdict == "suspected"
+
+    @property
     def delta(self) -> float | None:
         if self.baseline.n and self.current.n:
             return self.current.mean - self.baseline.mean

@@ -81,7 +81,7 @@ def _finding(f: Finding, console: Console, result) -> None:
     console.print(verdict_line(f, result.at), overflow="fold")
     d = f.detection
     suspected = d.verdict == "suspected"
-    if d.detected or d.verdict == "recovered" or suspected:
+    if d.has_drop or d.verdict == "recovered":
         console.print(_detail_line(f), overflow="fold")
     else:
         console.print(Text(d.reason, style="dim"), overflow="fold")
@@ -89,7 +89,7 @@ def _finding(f: Finding, console: Console, result) -> None:
         console.print()
         for line in chart_lines(f, width=max(20, min(console.width, 100) - 10)):
             console.print(line, overflow="crop", no_wrap=True)
-    if not (d.detected or suspected):
+    if not d.has_drop:
         return
     _slices(f, console)
     _decomposition(f, console)
@@ -156,7 +156,6 @@ def _detail_line(f: Finding) -> Text:
                      (f"; about {d.needed_more:,} more events after the onset would settle it"
                       if d.needed_more else ""))
     return Text("; ".join(parts), style="dim")
-
 
 
 def _sureness(p: float | None) -> str:
