@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from oncall_ai.store import clickhouse as ch
+from oncall_ai.store.base import EventColumns
 
 
 def leb128(n: int) -> bytes:
@@ -70,14 +71,20 @@ def test_nullable_float_column(values):
     assert ch._col_nullable_floats(values) == plain_nullable(values, lambda v: struct.pack("<d", v), 0.0)
 
 
-def test_columns_from_rows_keeps_rows_and_keys_in_order():
+def test_event_columns_from_rows_keeps_rows_and_keys_in_order():
     k1, k2 = ("f", "m", "judge", (), None, None, None, None), ("g", "m", "judge", (), None, None, None, None)
     rows = [(1, k1, 10, 1.0, None, None, None, None), (2, k2, 11, 2.0, "r", 0.5, "in", None),
             (3, k1, 12, 3.0, None, None, None, "out"), (4, tuple(k1), 13, 4.0, None, None, None, None)]
-    cols = ch._columns_from_rows(rows)
+    cols = EventColumns.from_rows(rows)
     assert cols.rows() == rows
     assert [cols.keys[k] for k in cols.kidx] == [r[1] for r in rows]
     assert cols.texts == [(1, "in", None), (2, None, "out")]
+    # Row by row (the ingest slow path) gives the same columns.
+    one, index = EventColumns(), {}
+    for r in rows:
+        one.append_row(r, index)
+    assert (one.keys, one.kidx, one.h, one.ts, one.value, one.request_id, one.sample_rate, one.texts) == (
+        cols.keys, cols.kidx, cols.h, cols.ts, cols.value, cols.request_id, cols.sample_rate, cols.texts)
 
 
 def test_keep_first_new():

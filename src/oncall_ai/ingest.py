@@ -479,7 +479,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
                 nread += 1
                 r = _slow(row, obj, raw2, lineno, rejects)
                 if r is not None:
-                    _append(cols, block_kidx, r)
+                    cols.append_row(r, block_kidx)
             continue
         # --- fast path: a typed decode (types checked in C); any surprise falls through to the
         # exact path below
@@ -553,7 +553,7 @@ def parse_block(data: bytes, first_line: int, validator: Validator, max_line_byt
         nread += 1
         r = _slow(row, obj, raw, lineno, rejects)
         if r is not None:
-            _append(cols, block_kidx, r)
+            cols.append_row(r, block_kidx)
     return cols, rejects, nread
 
 
@@ -596,22 +596,6 @@ def _slow(row, obj, raw, lineno, rejects):
     except Reject as e:
         rejects.append((lineno, str(e), raw))
         return None
-
-
-def _append(cols: EventColumns, block_kidx: dict, r: tuple) -> None:
-    h, key, ts, value, rid, sr, inp, out = r
-    k = block_kidx.get(id(key))
-    if k is None:
-        k = block_kidx[id(key)] = len(cols.keys)
-        cols.keys.append(key)
-    if inp is not None or out is not None:
-        cols.texts.append((len(cols.h), inp, out))
-    cols.kidx.append(k)
-    cols.h.append(h)
-    cols.ts.append(ts)
-    cols.value.append(value)
-    cols.request_id.append(rid)
-    cols.sample_rate.append(sr)
 
 
 # Series keys (nested tuples of strings) cost more to pickle than all of a block's values: each

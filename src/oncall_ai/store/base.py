@@ -20,8 +20,11 @@ Data model
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import count
+from operator import itemgetter
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -89,23 +92,43 @@ class EventColumns:
         return len(self.h)
 
     @classmethod
-    def from_rows(cls, rows) -> EventColumns:
-        c = cls()
-        index: dict[int, int] = {}
-        for i, (h, key, ts, value, rid, sr, inp, out) in enumerate(rows):
-            k = index.get(id(key))
-            if k is None:
-                k = index[id(key)] = len(c.keys)
-                c.keys.append(key)
-            c.kidx.append(k)
-            c.h.append(h)
-            c.ts.append(ts)
-            c.value.append(value)
-            c.request_id.append(rid)
-            c.sample_rate.append(sr)
-            if inp is not None or out is not None:
-                c.texts.append((i, inp, out))
-        return c
+    def from_rows(cls, rows: Sequence[tuple]) -> EventColumns:
+        """EventRow tuples as columns, column by column in C loops. Series keys are told apart by
+        object identity (ingest hands the same key object to every row of a series; an equal key
+        in another object only costs one more entry in `keys`)."""
+        n = len(rows)
+        number = defaultdict(count().__next__)  # id(key object) -> index, in order of first appearance
+        kidx = list(map(number.__getitem__, map(id, map(itemgetter(1), rows))))
+        keys, at = [], -1
+        for k in range(len(number)):  # first rows of keys 0, 1, 2, ... come in that order
+            at = kidx.index(k, at + 1)
+            keys.append(rows[at][1])
+        cols = cls(keys=keys, kidx=kidx, h=list(map(itemgetter(0), rows)), ts=list(map(itemgetter(2), rows)),
+                   value=list(map(itemgetter(3), rows)), request_id=list(map(itemgetter(4), rows)),
+                   sample_rate=list(map(itemgetter(5), rows)))
+        inputs = list(map(itemgetter(6), rows))
+        outputs = list(map(itemgetter(7), rows))
+        if inputs.count(None) != n or outputs.count(None) != n:
+            cols.texts = [(i, a, b) for i, (a, b) in enumerate(zip(inputs, outputs, strict=True))
+                          if a is not None or b is not None]
+        return cols
+
+    def append_row(self, row: tuple, index: dict[int, int]) -> None:
+        """Append one EventRow tuple; `index` maps id(series key) -> its index in `keys` (the
+        caller keeps it across calls, as from_rows does for a whole list)."""
+        h, key, ts, value, rid, sr, inp, out = row
+        k = index.get(id(key))
+        if k is None:
+            k = index[id(key)] = len(self.keys)
+            self.keys.append(key)
+        if inp is not None or out is not None:
+            self.texts.append((len(self.h), inp, out))
+        self.kidx.append(k)
+        self.h.append(h)
+        self.ts.append(ts)
+        self.value.append(value)
+        self.request_id.append(rid)
+        self.sample_rate.append(sr)
 
     def rows(self) -> list[tuple]:
         text = {i: (inp, out) for i, inp, out in self.texts}

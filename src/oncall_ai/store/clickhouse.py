@@ -51,9 +51,8 @@ import sys
 import threading
 import time
 from array import array
-from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from itertools import chain, count, repeat
+from itertools import chain, repeat
 from operator import is_, itemgetter
 from urllib.parse import unquote, urlsplit
 
@@ -435,28 +434,6 @@ def _server_error(status: int, text: str, safe_url: str, user: str) -> StoreErro
 
 # --- columns for the write path ------------------------------------------------------------
 
-def _columns_from_rows(rows: Sequence[tuple]) -> EventColumns:
-    """EventRow tuples as EventColumns, column by column in C loops. Series keys are told apart
-    by object identity (ingest hands the same key object to every row of a series; an equal key
-    in another object only costs one more entry in `keys`)."""
-    n = len(rows)
-    number = defaultdict(count().__next__)  # id(key object) -> index, in order of first appearance
-    kidx = list(map(number.__getitem__, map(id, map(itemgetter(1), rows))))
-    keys, at = [], -1
-    for k in range(len(number)):  # first rows of keys 0, 1, 2, ... come in that order
-        at = kidx.index(k, at + 1)
-        keys.append(rows[at][1])
-    cols = EventColumns(keys=keys, kidx=kidx, h=list(map(itemgetter(0), rows)), ts=list(map(itemgetter(2), rows)),
-                        value=list(map(itemgetter(3), rows)), request_id=list(map(itemgetter(4), rows)),
-                        sample_rate=list(map(itemgetter(5), rows)))
-    inputs = list(map(itemgetter(6), rows))
-    outputs = list(map(itemgetter(7), rows))
-    if inputs.count(None) != n or outputs.count(None) != n:
-        cols.texts = [(i, a, b) for i, (a, b) in enumerate(zip(inputs, outputs, strict=True))
-                      if a is not None or b is not None]
-    return cols
-
-
 def _slice(cols: EventColumns, start: int, stop: int) -> EventColumns:
     return EventColumns(keys=cols.keys, kidx=cols.kidx[start:stop], h=cols.h[start:stop], ts=cols.ts[start:stop],
                         value=cols.value[start:stop], request_id=cols.request_id[start:stop],
@@ -692,7 +669,7 @@ class ClickHouseStore(Store):
     def write_events(self, rows: Sequence[tuple], good_rules: dict) -> int:
         if not rows:
             return 0
-        return self.write_columns(_columns_from_rows(rows), good_rules)
+        return self.write_columns(EventColumns.from_rows(rows), good_rules)
 
     def write_columns(self, cols: EventColumns, good_rules: dict) -> int:
         n = len(cols.h)
