@@ -875,14 +875,24 @@ def hour_adjusted_mix_z(cube: Cube, ref: Reference, pre: tuple[int, int], post: 
     mix; only a mix unusual for its hours is an input shift."""
     if ref.mix_var <= 0:
         return None
-    y, w = mix_residuals(cube, ref)
+    means = _window_means(*mix_residuals(cube, ref), pre, post)
+    if means is None:
+        return None
+    wa, wb, ma, mb = means
+    return (mb - ma) / math.sqrt(ref.phi_mix * (1 / wa + 1 / wb))
+
+
+def _window_means(y: Sequence[float], w: Sequence[float], pre: tuple[int, int],
+                  post: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """(weight before, weight after, weighted mean before, weighted mean after) of y over two
+    bucket windows; None when either window has no weight."""
     wa = sum(w[b] for b in range(*pre))
     wb = sum(w[b] for b in range(*post))
     if wa <= 0 or wb <= 0:
         return None
     ma = sum(w[b] * y[b] for b in range(*pre)) / wa
     mb = sum(w[b] * y[b] for b in range(*post)) / wb
-    return (mb - ma) / math.sqrt(ref.phi_mix * (1 / wa + 1 / wb))
+    return wa, wb, ma, mb
 
 
 def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], sign: int,
@@ -896,13 +906,9 @@ def compare_windows(cube: Cube, *, pre: tuple[int, int], post: tuple[int, int], 
     cells = cube.cells_where(scope) if scope else None
     if cells == []:
         return None
-    y, w = rate_residuals(cube, ref, cells)
-    wa = sum(w[b] for b in range(*pre))
-    wb = sum(w[b] for b in range(*post))
-    if wa <= 0 or wb <= 0:
+    means = _window_means(*rate_residuals(cube, ref, cells), pre, post)
+    if means is None:
         return None
-    ma = sum(w[b] * y[b] for b in range(*pre)) / wa
-    mb = sum(w[b] * y[b] for b in range(*post)) / wb
+    wa, wb, ma, mb = means
     se = math.sqrt(ref.phi * (1 / wa + 1 / wb))
-    n_post = int(sum(w[b] for b in range(*post)) * ref.sigma2)
-    return -sign * (mb - ma) / se, mb - ma, n_post
+    return -sign * (mb - ma) / se, mb - ma, int(wb * ref.sigma2)
