@@ -75,3 +75,46 @@ def test_diff_inert_spots_comment_only_and_spelling_fixes_but_not_rewordings():
                                                ["- Escalate refunds or legal questions."]))
     assert diff_inert(_with_diff(["- Be friendly and concise."], ["- Be friendly and concise; no jargon."])) is None
     assert diff_inert(_with_diff(["- Always cite the article."], ["- Never cite the article."])) is None
+
+
+# --- version-tag footprints: a cell is outside only when the version had every chance to show --------
+
+
+def _tagged_cube():
+    from oncall_ai.analysis.cube import Cube
+
+    hour = 3_600_000
+    cube = Cube.empty(T, T + 10 * hour, hour)
+    busy_new = cube.cell_id((("language", "en"),))
+    sparse = cube.cell_id((("language", "ja"),))
+    pinned = cube.cell_id((("language", "de"),))  # served by another prompt: never shows the version
+    for b in range(10):
+        v = "v2" if b >= 5 else "v1"
+        cube.add(busy_new, b, 50, 200, 850, (None, v, None, None))
+        cube.add(pinned, b, 20, 80, 340, (None, "de-1", None, None))
+        if b in (2, 7):  # two events a day: none of them after the switch carries v2 by chance...
+            cube.add(sparse, b, 1, 4, 16, (None, "v1", None, None))
+    return cube, busy_new, sparse, pinned
+
+
+def test_a_sparse_cell_without_the_new_version_is_not_outside_its_footprint():
+    from oncall_ai.analysis.attribute import _untouched_cells
+
+    cube, busy, sparse, pinned = _tagged_cube()
+    t_switch = cube.time_of(5)
+    outside = _untouched_cells(cube, "prompt_version", {"v2"}, t_switch)
+    # v2 is 50 of 70 events an hour since the switch: 20 de events an hour should have shown it
+    # ~70 times; the ja cell's one event after the switch, about 0.7 times: no evidence either way.
+    assert outside == {pinned}
+    assert busy not in outside and sparse not in outside
+    assert _untouched_cells(cube, "prompt_version", {"v9"}, t_switch) is None
+
+
+def test_the_footprint_of_a_prompt_version_leaves_out_only_the_cells_it_never_reached():
+    from oncall_ai.analysis.attribute import Candidate, _footprint, _VersionIndex
+
+    cube, busy, sparse, pinned = _tagged_cube()
+    vidx = _VersionIndex([cube], {id(cube): set(range(len(cube.cells)))})
+    cand = Candidate(None, "prompt_change", "support/system.md", "prompt_version", "v2", True, cube.time_of(5))
+    cells, how = _footprint(cand, cube, vidx)
+    assert cells == {busy, sparse} and "prompt_version=v2" in how

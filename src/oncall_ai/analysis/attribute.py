@@ -523,20 +523,46 @@ def _direct(cand: Candidate, vidx: _VersionIndex | None, cubes: list[Cube], scop
 
 # --- footprint ----------------------------------------------------------------------------------------
 
+# A cell is outside a version's footprint only when it should have shown the version this many
+# times (at the rate the version shows in all traffic since it appeared) and never did: P = e^-5.
+FOOTPRINT_MIN_EXPECTED = 5.0
+
+
+def _untouched_cells(cube: Cube, fname: str, values: set[str], t0: int) -> set[int] | None:
+    """Cells the version never reached though it had every chance to: no event carrying one of
+    `values` since `t0`, where the version's share of all traffic since then predicts at least
+    FOOTPRINT_MIN_EXPECTED. A sparse cell with no tagged event of it proves nothing (most of a
+    small feature's rare slice combinations hold a few judged events an hour): it counts as
+    reached. None: the version shows in no event of the cube."""
+    fi = VERSION_FIELDS.index(fname)
+    n_all = [0.0] * len(cube.cells)
+    hits = [0.0] * len(cube.cells)
+    for r in cube.rows:
+        if cube.time_of(r.bucket + 1) <= t0:
+            continue
+        n_all[r.cell] += r.n
+        if r.versions[fi] in values:
+            hits[r.cell] += r.n
+    total = sum(n_all)
+    rate = sum(hits) / total if total > 0 else 0.0
+    if rate <= 0:
+        return None
+    return {c for c in range(len(cube.cells)) if hits[c] == 0 and n_all[c] * rate >= FOOTPRINT_MIN_EXPECTED}
+
+
 def _footprint(cand: Candidate, cube: Cube, vidx: _VersionIndex | None) -> tuple[set[int] | None, str]:
     """Cells of the coarse cube the change can reach, and how we know (None: the whole feature)."""
     if vidx is not None and cand.field and cand.version:
         values = vidx.matching_values(cand.field, cand.version, cand.cumulative)
         if values:
-            cells = set()
-            for v in values:
-                for c, r in vidx.by_value.get((cand.field, v), ()):
-                    if c is cube:
-                        cells.add(r.cell)
-            if cells and len(cells) < len(cube.cells):
-                return cells, f"events tagged {cand.field}={_short(values[0])}"
-            if cells:
-                return None, f"events tagged {cand.field}={_short(values[0])}"
+            outside = _untouched_cells(cube, cand.field, set(values), min(vidx.first_seen[(cand.field, v)]
+                                                                          for v in values))
+            if outside is not None:
+                cells = set(range(len(cube.cells))) - outside
+                if cells and outside:
+                    return cells, f"events tagged {cand.field}={_short(values[0])}"
+                if cells:
+                    return None, f"events tagged {cand.field}={_short(values[0])}"
     if cand.kind == "index_change":
         tagged = {r.cell for r in cube.rows if r.versions[2] is not None}
         if tagged and len(tagged) < len(cube.cells):
