@@ -16,9 +16,9 @@ every feature and metric for the noise-only scenario), and scores:
 - onset error: |detected onset - true onset|, detected incidents only;
 - beside it, in the same run, a baseline that blames the latest change touching the feature.
 
-Tune on seeds 1-999 (tuned so far on 1-80); report on seeds >= 1000, never looked at one by one.
+Tune on seeds 1-999 (tuned so far on 1-120); report on seeds >= 1000, never looked at one by one.
 Held-out ranges already reported (use fresh ones): 1000-1017, 2000-2016, 5000-5016, 6000-6016,
-7000-7033, 8000-8033.
+7000-7033, 8000-8033, 9000-9049. The figures and how to read them: docs/triage.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ metric is a candidate. Each is scored by summed log-evidence (statistics.md sect
 - footprint: does the drop sit where the change can reach (the cells that served its new
   version, retrieval traffic for an index, the slice a prompt path names)? Lift = share of the
   drop inside / share of traffic inside (2 ln lift), minus the drop it cannot explain outside.
+  A cell is outside a version's footprint only when it should have shown the version at least
+  5 times and never did: sparse slice combinations prove nothing either way.
 - direct comparison: events tagged with the new vs the old version inside the same time buckets
   and slice cells (CMH-style stratified difference): the likelihood ratio of "new is worse by
   the observed drop" against "no difference".
