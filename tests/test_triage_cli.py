@@ -257,6 +257,30 @@ def test_recorded_change_and_no_version_tags_degrade_cleanly(run_cli, tmp_path, 
         assert rec[0]["change"]["id"] == "cfg-1"
 
 
+def test_unreachable_repos_and_missing_calibration_degrade_to_notes(run_cli, tmp_path, store_url):
+    """The prompt repo, the platform repo and the calibration set are all configured and all
+    missing: triage still gives its verdict and slices (exit 0), and says what it could not read."""
+    cfg = _sandbox(tmp_path, store_url, drop=0.9)
+    cfg.write_text(cfg.read_text() + "prompt_repo: /nonexistent/prompts\n"
+                   "pins: {repo: /nonexistent/platform, file: models.yaml}\n"
+                   "judges: {repo: /nonexistent/platform, file: judges.yaml}\n"
+                   "calibration: /nonexistent/calibration.jsonl\n")
+    r = _triage(run_cli, cfg, "--feature", "summarizer", "--metric", "helpfulness", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    validate_triage_json(doc, feature="summarizer", metric="helpfulness")
+    f = doc["findings"][0]
+    assert f["regression"]["detected"] is True
+    assert any(s["slice"] == {"language": "de"} for s in f["slices"])
+    said = " ".join(doc.get("notes", []) + f["notes"])
+    assert "/nonexistent/prompts" in said and "/nonexistent/platform" in said
+    assert "no calibration runs for helpfulness" in said
+    # The people's report says it too, and still names the slice.
+    r = _triage(run_cli, cfg, "--feature", "summarizer", "--metric", "helpfulness")
+    assert r.exit_code == 0 and "language=de" in r.stdout and "/nonexistent/prompts" in r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("args,word", [(["--at", "yesterday"], "--at"),
                                        (["--at", str(END), "--since", "soon"], "--since")])
 def test_bad_time_options_are_usage_errors(incident, capsys, args, word):

@@ -329,6 +329,11 @@ def _triage_one(cfg, store, st: TriageSettings, feature: str, metric: str, serie
         judge_ev, jnote = _judge_evidence(cfg, store, feature, metric, since, at, det.onset, judge_fn)
         if jnote:
             finding.notes.append(jnote)
+        elif judge_ev is not None and not getattr(judge_ev, "calibrated", True):
+            finding.notes.append(
+                f"judge: no calibration runs for {metric}, so the judge could not be checked against human "
+                f"labels (judge drift rests on judge-only movement and judge_id switches); run "
+                f"`oncall-ai judge calibrate --metric {metric}`")
     pin_key = None
     if cfg is not None and feature in cfg.features:
         pin_key = cfg.features[feature].model

@@ -116,6 +116,7 @@ class JudgeEvidence:
     calibration_direction: str | None = None
     words: list[str] = field(default_factory=list)
     score: float = 0.0
+    calibrated: bool = False  # a calibration run against human labels exists for the metric
 
     def to_dict(self) -> dict:
         return {
@@ -271,6 +272,7 @@ def assess(feature: str, metric: str, *, verdict=None, judge_cells: list[Cell], 
     score = 0.0
     clean_after_onset = False
     if verdict is not None and verdict.runs:
+        ev.calibrated = True
         latest = verdict.runs[-1]
         ev.calibration_bias, ev.bias_ci = latest.bias, latest.bias_ci
         ev.drifted, ev.since_run = verdict.drifted, verdict.since_run
