@@ -92,7 +92,7 @@ def _tagged_cube():
         v = "v2" if b >= 5 else "v1"
         cube.add(busy_new, b, 50, 200, 850, (None, v, None, None))
         cube.add(pinned, b, 20, 80, 340, (None, "de-1", None, None))
-        if b in (2, 7):  # two events a day: none of them after the switch carries v2 by chance...
+        if b in (2, 7):  # one event before the switch and one after it, neither tagged v2
             cube.add(sparse, b, 1, 4, 16, (None, "v1", None, None))
     return cube, busy_new, sparse, pinned
 

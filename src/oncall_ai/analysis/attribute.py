@@ -557,14 +557,11 @@ def _footprint(cand: Candidate, cube: Cube, vidx: _VersionIndex | None) -> tuple
     if vidx is not None and cand.field and cand.version:
         values = vidx.matching_values(cand.field, cand.version, cand.cumulative)
         if values:
-            outside = _untouched_cells(cube, cand.field, set(values), min(vidx.first_seen[(cand.field, v)]
-                                                                          for v in values))
-            if outside is not None:
-                cells = set(range(len(cube.cells))) - outside
-                if cells and outside:
-                    return cells, f"events tagged {cand.field}={_short(values[0])}"
-                if cells:
-                    return None, f"events tagged {cand.field}={_short(values[0])}"
+            t0 = min(vidx.first_seen[(cand.field, v)] for v in values)
+            outside = _untouched_cells(cube, cand.field, set(values), t0)
+            if outside is not None:  # (None: the version shows in no event of this cube)
+                cells = set(range(len(cube.cells))) - outside if outside else None
+                return cells, f"events tagged {cand.field}={_short(values[0])}"
     if cand.kind == "index_change":
         tagged = {r.cell for r in cube.rows if r.versions[2] is not None}
         if tagged and len(tagged) < len(cube.cells):
