@@ -72,7 +72,6 @@ class AttributionParams:
     unknown_mechanism_prior: float = -2.0
     # Log prior odds of a prompt edit that only touches comments/whitespace or fixes spelling.
     inert_diff_prior: float = -1.5
-    profile_timing: bool = True
 
 
 @dataclass
@@ -164,11 +163,6 @@ def _cells_like(other: Cube, cube: Cube, cells: list[int]) -> list[int]:
     return [i for i, c in enumerate(other.cells) if c in wanted]
 
 
-def _gain(segs: list[Segment], x: list[float], level: float, phi: float) -> float:
-    """Log-likelihood of residual mean level*x_t against 0, summed over segments."""
-    return sum(g.w * level * xt * (2 * g.y - level * xt) for g, xt in zip(segs, x, strict=True)) / (2 * phi)
-
-
 def _profile_gain(segs: list[Segment], x: list[float], sign: int, phi: float) -> float:
     """Log-likelihood of residual mean L*x_t against 0, with the drop L fitted to this exposure
     (profile likelihood): (sum w x y)^2 / (2 phi sum w x^2), 0 unless L is a drop."""
@@ -190,17 +184,6 @@ def _best_profile_step(segs: list[Segment], sign: int, phi: float, lo: int, hi: 
             gain = awy * awy / (2 * phi * aw)
             if gain > best[0]:
                 best = (gain, g.start)
-    return best
-
-
-def _best_step(segs: list[Segment], level: float, phi: float, lo: int, hi: int) -> tuple[float, int | None]:
-    """Best step start among segment starts in [lo, hi]: (gain, time)."""
-    best = (-math.inf, None)
-    acc = 0.0
-    for g in reversed(segs):
-        acc += g.w * level * (2 * g.y - level) / (2 * phi)
-        if lo <= g.start <= hi and acc > best[0]:
-            best = (acc, g.start)
     return best
 
 
@@ -672,8 +655,6 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def _path_names(paths: str, value: str) -> bool:
-    import re
-
     return re.search(r"(^|[/_\-. ])" + re.escape(value) + r"($|[/_\-. ])", paths) is not None
 
 
@@ -721,10 +702,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
     lo = min(g.start for g in segs) if segs else onset
     # Timing is a profile likelihood: every candidate's exposure gets its own best drop size, so
     # the onset estimate (and the drop measured after it) does not decide for the candidates.
-    if p.profile_timing:
-        best_gain, best_t = _best_profile_step(segs, sign, phi, lo, inp.at) if level else (0.0, onset)
-    else:
-        best_gain, best_t = _best_step(segs, level, phi, lo, inp.at) if level else (0.0, onset)
+    best_gain = _best_profile_step(segs, sign, phi, lo, inp.at)[0] if level else 0.0
     has_versions = any(any(v is not None for v in r.versions) for r in cube.rows)
     mu_by_cube = {id(cube): list(ref.mu)}
     if inp.fine is not None:
@@ -751,12 +729,7 @@ def attribute(inp: AttributionInput, params: AttributionParams | None = None) ->
         if cand.kind == "input_shift":
             continue  # recorded traffic changes join the input-shift hypothesis below
         x, how, start = _exposure(cand, segs, vidx, scope_by_cube)
-        if not level:
-            gain = 0.0
-        elif p.profile_timing:
-            gain = _profile_gain(segs, x, sign, phi)
-        else:
-            gain = _gain(segs, x, level, phi)
+        gain = _profile_gain(segs, x, sign, phi) if level else 0.0
         loss = min(LOSS_CAP, max(-LOSS_CAP, best_gain - gain)) if level else 0.0
         comp["timing"] = -p.timing_weight * loss
         dt = (start - onset) / 60_000
