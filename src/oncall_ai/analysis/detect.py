@@ -757,9 +757,8 @@ def _scope_series(cube: Cube, ref: Reference, scan: Scan) -> tuple[list[float], 
         y, w = mix_residuals(cube, ref)
         return y, w, ref.phi_mix, ref.mix_var, None
     cells = cube.cells_where(scan.scope) if scan.scope else None
-    e: list | None = [] if cube.is_binary() else None
-    y, wr = rate_residuals(cube, ref, cells, expected=e)
-    return y, scope_weights(y, wr, ref), 1.0, ref.sigma2, ((e, ref.sigma2, wr) if e is not None else None)
+    y, w, bin_args = scope_series_fn(cube, ref, {})(scan.scope, cells)
+    return y, w, 1.0, ref.sigma2, bin_args
 
 
 def _first_step(cube: Cube, ref: Reference, best: Scan, iw0: int, sign: int, p: DetectParams,
