@@ -84,20 +84,21 @@ class TriageSettings:
             except ValueError as e:
                 raise ConfigError(f"{cfg.describe()}: triage.{key}: {e}") from None
 
+        def level(key: str, zero_ok: bool, must: str) -> None:
+            """A probability in (0, 0.5), or [0, 0.5) when 0 turns the feature off (a boolean is not one)."""
+            if key in sec:
+                a = sec[key]
+                ok = (isinstance(a, int | float) and not isinstance(a, bool)
+                      and (0 <= a if zero_ok else 0 < a) and a < 0.5)
+                if not ok:
+                    raise ConfigError(f"{cfg.describe()}: triage.{key}: must be a number in {must}")
+                s.detect = dataclasses.replace(s.detect, **{key: float(a)})
+
         s.baseline_ms = dur("baseline", s.baseline_ms)
         s.fine_ms = dur("fine_bucket", s.fine_ms)
         s.candidates_before_onset_ms = dur("candidates_before_onset", s.candidates_before_onset_ms)
-        if "alpha" in sec:
-            a = sec["alpha"]
-            if isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a < 0.5:
-                raise ConfigError(f"{cfg.describe()}: triage.alpha: must be a number in (0, 0.5), e.g. 0.001")
-            s.detect = dataclasses.replace(s.detect, alpha=float(a))
-        if "suspect_alpha" in sec:
-            a = sec["suspect_alpha"]
-            if isinstance(a, bool) or not isinstance(a, int | float) or not 0 <= a < 0.5:
-                raise ConfigError(f"{cfg.describe()}: triage.suspect_alpha: must be a number in [0, 0.5), "
-                                  "e.g. 0.1 (0: no suspected verdict)")
-            s.detect = dataclasses.replace(s.detect, suspect_alpha=float(a))
+        level("alpha", False, "(0, 0.5), e.g. 0.001")
+        level("suspect_alpha", True, "[0, 0.5), e.g. 0.1 (0: no suspected verdict)")
         return s
 
 
